@@ -1,0 +1,145 @@
+"""``glasscam``: the command line.
+
+    mpiexec -n K glasscam prepare --preset demo --run-dir DIR
+    glasscam info DIR
+    mpiexec -n K glasscam run --preset demo --run-dir DIR     (every stage, in order)
+    glasscam config --preset paper-kam --set prepare.n_runs=100   (show the resolved config)
+    glasscam env                                               (the MPI/HDF5/LAMMPS stack)
+
+Under ``mpiexec``/``srun`` every rank runs the same command; only rank 0 prints reports.
+A user error (bad config, busy run directory) is printed once and exits with status 2
+on every rank; an unexpected error on any rank aborts the whole job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+# Thread counts are set per rank on purpose: one MD task or analysis per rank and core.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", help="named preset: demo, paper-kam, paper-abm, ka3d")
+    g.add_argument("--config", metavar="FILE", help="TOML config file (may say preset = \"...\")")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SEC.KEY=VALUE",
+                   help="override one config value, e.g. --set prepare.n_runs=100 (repeatable)")
+
+
+def _requested(args):
+    from glasscam_mpi.config import load_config
+
+    if not (args.preset or args.config or args.overrides):
+        return None  # continue with the run directory's saved config
+    return load_config(preset=args.preset, path=args.config, overrides=args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from glasscam_mpi import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="glasscam",
+        description="Grad-CAM analysis of glass configurations (Oyama, Koyama & Kawasaki 2023) "
+                    "at HPC scale. Run stages under mpiexec/srun to spread them over ranks.")
+    parser.add_argument("--version", action="version", version=f"glasscam-mpi {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="cooling runs in LAMMPS -> liquid and glass samples",
+                       description="Run the paper's sample preparation (section 2.2): n_runs "
+                                   "independent LAMMPS cooling runs farmed over MPI ranks. "
+                                   "Rerunning the same command finishes only what is missing.")
+    p.add_argument("--run-dir", required=True, help="run directory (created if new)")
+    _config_args(p)
+    p.add_argument("--retry-failed", action="store_true", help="rerun tasks recorded as failed")
+
+    p = sub.add_parser("run", help="every stage in order on one run directory",
+                       description="Run all stages that exist (now: prepare) in order.")
+    p.add_argument("--run-dir", required=True, help="run directory (created if new)")
+    _config_args(p)
+
+    p = sub.add_parser("info", help="JSON summary of a run directory",
+                       description="Which stages are complete, tasks done/failed/missing, the "
+                                   "resolved config and each stage's headline figures, as JSON.")
+    p.add_argument("run_dir", metavar="DIR")
+
+    p = sub.add_parser("config", help="print the resolved, validated configuration as TOML")
+    _config_args(p)
+
+    sub.add_parser("env", help="describe the MPI / parallel HDF5 / LAMMPS / torch stack")
+    return parser
+
+
+def _cmd_prepare(args, comm) -> int:
+    from glasscam_mpi.stages import prepare
+
+    prepare.run(comm, args.run_dir, _requested(args), retry_failed=args.retry_failed)
+    return 0
+
+
+def _cmd_run(args, comm) -> int:
+    from glasscam_mpi.stages import STAGES
+
+    requested = _requested(args)
+    for name, stage in STAGES.items():
+        stage.run(comm, args.run_dir, requested)
+        requested = None  # the run directory now holds the config
+    return 0
+
+
+def _cmd_info(args, comm) -> int:
+    if comm.Get_rank() == 0:
+        from glasscam_mpi.info import describe
+
+        print(json.dumps(describe(args.run_dir), indent=2))
+    return 0
+
+
+def _cmd_config(args, comm) -> int:
+    from glasscam_mpi.config import load_config
+
+    cfg = _requested(args) or load_config()
+    if comm.Get_rank() == 0:
+        print(cfg.to_toml(), end="")
+    return 0
+
+
+def _cmd_env(args, comm) -> int:
+    from glasscam_mpi.env import check_stack
+
+    if comm.Get_rank() == 0:
+        for key, value in check_stack().items():
+            print(f"{key:>10}: {value}")
+    return 0
+
+
+COMMANDS = {"prepare": _cmd_prepare, "run": _cmd_run, "info": _cmd_info,
+            "config": _cmd_config, "env": _cmd_env}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from glasscam_mpi.config import ConfigError
+    from glasscam_mpi.parallel import abort_on_error, world
+    from glasscam_mpi.rundir import RunDirBusy
+
+    comm = world()
+    try:
+        return COMMANDS[args.command](args, comm)
+    except (ConfigError, RunDirBusy) as exc:
+        if comm.Get_rank() == 0:
+            print(f"glasscam {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - any other failure ends every rank
+        abort_on_error(exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Run configuration: TOML in, typed and validated once, frozen dataclasses out.
+
+Sources, later ones winning: the defaults below, a preset (``glasscam_mpi/presets/*.toml``),
+a user file (which may name a preset with a top-level ``preset = "demo"``), and
+``--set section.key=value`` overrides. Anything unknown or out of range is refused with
+the field, the value, and what is allowed (:class:`ConfigError`).
+
+A run directory keeps the resolved config as ``config.toml``; every stage re-reads it, so
+a stage rerun elsewhere, or under another rank count, sees exactly the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from glasscam_mpi.systems import SYSTEMS, System, get_system
+
+PRESETS = ("demo", "paper-kam", "paper-abm", "ka3d")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type, or out of range."""
+
+
+def _f(default, lo=None, hi=None, *, lo_open=False, choices=None, doc=""):
+    """A config field with its allowed range (inclusive unless lo_open) or choices."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open,
+                                            "choices": choices, "doc": doc})
+
+
+@dataclass(frozen=True)
+class RunSection:
+    seed: int = _f(2023, 0, 2**63 - 1, doc="master seed; every task's stream derives from it")
+
+
+@dataclass(frozen=True)
+class SystemSection:
+    name: str = _f("KAM", choices=tuple(SYSTEMS), doc="mixture (METHOD.md section 1)")
+    n_particles: int = _f(2000, 16, 10**8, doc="total particle number N")
+
+
+@dataclass(frozen=True)
+class PrepareSection:
+    n_runs: int = _f(5000, 3, 10**7, doc="independent cooling runs (one liquid + one glass each)")
+    train_fraction: float = _f(0.8, 0.0, 1.0, lo_open=True, doc="share of runs for training")
+    validation_fraction: float = _f(0.08, 0.0, 1.0, doc="share of runs for validation")
+    timestep: float = _f(0.005, 0.0, 0.05, lo_open=True, doc="MD timestep")
+    T_high: float = _f(4.0, 0.0, 100.0, lo_open=True, doc="equilibration temperature")
+    t_equilibrate: float = _f(100.0, 0.0, 1e7, doc="equilibration time at T_high")
+    cooling_rate: float = _f(8.33e-5, 0.0, 10.0, lo_open=True, doc="|dT/dt| of the linear ramp")
+    tdamp_steps: float = _f(100.0, 1.0, 1e6, doc="Nose-Hoover damping time in timesteps")
+    T_liquid: float = _f(0.0, 0.0, 100.0, doc="T_L of the liquid sample; 0 = the system's")
+    T_glass: float = _f(0.0, 0.0, 100.0, doc="T_G of the glass sample; 0 = the system's")
+    energy_samples: int = _f(100, 2, 100000, doc="points of (T, U) recorded along the ramp")
+    min_distance: float = _f(0.7, 0.0, 2.0, lo_open=True,
+                             doc="closest allowed start distance, in units of sigma_AA")
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    system: SystemSection = field(default_factory=SystemSection)
+    prepare: PrepareSection = field(default_factory=PrepareSection)
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def sys(self) -> System:
+        return get_system(self.system.name)
+
+    @property
+    def T_liquid(self) -> float:
+        return self.prepare.T_liquid or self.sys.T_liquid
+
+    @property
+    def T_glass(self) -> float:
+        return self.prepare.T_glass or self.sys.T_glass
+
+    def split_counts(self) -> tuple[int, int, int]:
+        """(train, validation, test) run counts; test takes what is left."""
+        n = self.prepare.n_runs
+        n_train = int(round(self.prepare.train_fraction * n))
+        n_val = int(round(self.prepare.validation_fraction * n))
+        return n_train, n_val, n - n_train - n_val
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in fields(self)}
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+
+_SECTIONS = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+
+
+def _allowed(meta: dict, typ: type) -> str:
+    if meta["choices"]:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    lo, hi = meta["lo"], meta["hi"]
+    left = f"> {lo}" if meta["lo_open"] else f">= {lo}"
+    return f"{'an integer' if typ is int else 'a number'} {left} and <= {hi}"
+
+
+def _check_value(section: str, key: str, value: Any, f: dataclasses.Field) -> Any:
+    typ = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
+    meta = f.metadata
+    where = f"[{section}].{key} = {value!r}"
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {_allowed(meta, typ) if typ in (int, float) else typ.__name__}")
+    if typ is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be finite; allowed: {_allowed(meta, typ)}")
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"{where}: allowed: {_allowed(meta, typ)}")
+    lo, hi = meta["lo"], meta["hi"]
+    if lo is not None and (value < lo or (meta["lo_open"] and value == lo) or value > hi):
+        raise ConfigError(f"{where}: allowed: {_allowed(meta, typ)}")
+    return value
+
+
+def _merge(base: dict, new: dict, origin: str) -> dict:
+    out = {k: dict(v) for k, v in base.items()}
+    for section, values in new.items():
+        if section == "preset":
+            continue
+        if section not in _SECTIONS:
+            raise ConfigError(f"{origin}: unknown section [{section}]; allowed: "
+                              + ", ".join(f"[{s}]" for s in _SECTIONS))
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: '{section}' must be a table [{section}], got {values!r}")
+        known = {f.name for f in fields(_SECTIONS[section]())}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: unknown key [{section}].{key}; allowed keys: "
+                                  + ", ".join(sorted(known)))
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def _read_toml(path: Path | str, origin: str) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+
+
+def preset_dict(name: str) -> dict:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+    text = resources.files("glasscam_mpi.presets").joinpath(f"{name}.toml").read_text()
+    return tomllib.loads(text)
+
+
+def parse_override(text: str) -> dict:
+    """``'prepare.n_runs=10'`` -> ``{'prepare': {'n_runs': 10}}`` (value parsed as TOML)."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. prepare.n_runs=10")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word is taken as a string
+    return {section: {name: value}}
+
+
+def build_config(data: dict, origin: str = "config") -> Config:
+    """Validate a nested dict (sections -> keys -> values) into a :class:`Config`."""
+    merged = _merge({}, data, origin)
+    sections = {}
+    for name, factory in _SECTIONS.items():
+        values = merged.get(name, {})
+        default = factory()
+        checked = {f.name: _check_value(name, f.name, values[f.name], f)
+                   for f in fields(default) if f.name in values}
+        sections[name] = dataclasses.replace(default, **checked)
+    cfg = Config(**sections)
+    _check_cross(cfg)
+    return cfg
+
+
+def _check_cross(cfg: Config) -> None:
+    p = cfg.prepare
+    if p.train_fraction + p.validation_fraction >= 1.0:
+        raise ConfigError(
+            f"[prepare].train_fraction + validation_fraction = "
+            f"{p.train_fraction + p.validation_fraction:g}: must be < 1 so a test split remains")
+    n_train, n_val, n_test = cfg.split_counts()
+    if min(n_train, n_test) < 1:
+        raise ConfigError(f"[prepare].n_runs = {p.n_runs}: gives {n_train} train / {n_val} "
+                          f"validation / {n_test} test runs; need at least 1 train and 1 test")
+    if not cfg.T_glass < cfg.T_liquid < p.T_high:
+        raise ConfigError(f"temperatures must satisfy T_glass < T_liquid < T_high, got "
+                          f"{cfg.T_glass} / {cfg.T_liquid} / {p.T_high} "
+                          f"([prepare].T_glass / T_liquid / T_high; 0 means the system's value)")
+    L = cfg.sys.box_length(cfg.system.n_particles)
+    if L <= 2 * cfg.sys.max_cutoff:
+        n_min = math.ceil(cfg.sys.density * (2 * cfg.sys.max_cutoff) ** cfg.sys.dim) + 1
+        raise ConfigError(f"[system].n_particles = {cfg.system.n_particles}: box L = {L:.3g} is "
+                          f"not larger than twice the cutoff {cfg.sys.max_cutoff:g}; "
+                          f"use n_particles >= {n_min} for {cfg.sys.name}")
+
+
+def load_config(preset: str | None = None, path: str | Path | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve defaults <- preset <- file <- overrides into a validated :class:`Config`."""
+    data: dict = {}
+    file_data = _read_toml(path, str(path)) if path else {}
+    base = preset or file_data.get("preset")
+    if preset and file_data.get("preset") and file_data["preset"] != preset:
+        raise ConfigError(f"--preset {preset!r} and preset = {file_data['preset']!r} in {path} disagree")
+    if base:
+        data = _merge(data, preset_dict(base), f"preset {base!r}")
+    if file_data:
+        data = _merge(data, file_data, str(path))
+    for text in overrides:
+        data = _merge(data, parse_override(text), f"--set {text}")
+    return build_config(data, origin=str(path or preset or "defaults"))
+
+
+def config_diff(a: Config, b: Config) -> list[str]:
+    """Lines ``[section].key: a -> b`` for every field that differs."""
+    da, db = a.to_dict(), b.to_dict()
+    return [f"[{s}].{k}: {da[s][k]!r} -> {db[s][k]!r}"
+            for s in da for k in da[s] if da[s][k] != db[s][k]]
+
+
+def dump_toml(data: dict[str, dict[str, Any]]) -> str:
+    """A minimal TOML writer for flat sections of scalars (what :class:`Config` holds)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        raise TypeError(f"cannot write {v!r} to TOML")
+
+    out = []
+    for section, values in data.items():
+        out.append(f"[{section}]")
+        out += [f"{k} = {fmt(v)}" for k, v in values.items()]
+        out.append("")
+    return "\n".join(out)

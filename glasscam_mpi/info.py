@@ -1,0 +1,25 @@
+"""``glasscam info DIR``: what a run directory holds, as a JSON-ready dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glasscam_mpi.config import ConfigError
+from glasscam_mpi.rundir import RunDir
+
+
+def describe(run_dir: str | Path) -> dict:
+    """Stages complete or not, tasks done / failed / missing, config, headline figures."""
+    from glasscam_mpi.stages import STAGES
+
+    rd = RunDir(run_dir)
+    if not rd.path.is_dir():
+        raise ConfigError(f"run directory {rd.path} does not exist")
+    cfg = rd.saved_config()
+    if cfg is None:
+        raise ConfigError(f"{rd.path} is not a run directory (no config.toml)")
+    out: dict = {"run_dir": str(rd.path.resolve()), "system": cfg.system.name,
+                 "stages": {name: stage.summarize(rd, cfg) for name, stage in STAGES.items()},
+                 "config": cfg.to_dict()}
+    out["complete"] = [name for name, s in out["stages"].items() if s.get("complete")]
+    return out

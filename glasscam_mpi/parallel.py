@@ -1,0 +1,233 @@
+"""Everything that knows about MPI ranks: seeds, the task farm, progress, aborts.
+
+Seeds come from the task, never from the rank: :func:`task_rng` keys a
+``numpy.random.SeedSequence`` by (run seed, stage, system, task index), so a result does
+not depend on how many ranks ran, nor in which order tasks finished.
+
+The task farm hands out task indices one at a time (dynamic load balancing). Unlike
+``mpi4py.futures.MPICommExecutor``, whose root rank only manages, every rank here runs
+tasks: rank 0 serves the others' requests from a light dispatcher thread (``Iprobe`` with
+a short sleep, so it does not spin on a core) while its main thread computes. At 2 ranks
+on 2 cores that is 2 workers instead of 1. Workers report each finished task with their
+next request, so rank 0 can show progress (done / total, rate, ETA) for the whole job.
+
+An unexpected exception on any rank prints its traceback with rank and host and calls
+``MPI.COMM_WORLD.Abort``: the job ends instead of hanging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+_REQUEST, _REPLY = 7701, 7702
+
+
+def world():
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def _key_int(key: object) -> int:
+    if isinstance(key, (int, np.integer)) and key >= 0:
+        return int(key)
+    return int.from_bytes(hashlib.sha256(str(key).encode()).digest()[:8], "little")
+
+
+def task_rng(seed: int, *keys: object) -> np.random.Generator:
+    """The random stream of one task, keyed by (seed, *keys); independent of ranks."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), *map(_key_int, keys)]))
+
+
+def lammps_seeds(rng: np.random.Generator, n: int) -> tuple[int, ...]:
+    """``n`` LAMMPS random seeds (positive, below LAMMPS's 900 million limit)."""
+    return tuple(int(s) for s in rng.integers(1, 900_000_000, size=n))
+
+
+@dataclass
+class Outcome:
+    """What a task reports back: its index, success, and a short message if it failed."""
+
+    index: int
+    ok: bool
+    message: str = ""
+
+
+class Progress:
+    """Line-oriented progress on stderr (readable in Slurm logs as well as terminals)."""
+
+    def __init__(self, label: str, total: int, unit: str, every: float = 5.0, stream=None):
+        self.label, self.total, self.unit, self.every = label, total, unit, every
+        self.stream = stream or sys.stderr
+        self.done = self.failed = 0
+        self.t0 = self._last = time.monotonic()
+
+    def update(self, outcome: Outcome) -> None:
+        self.done += 1
+        self.failed += not outcome.ok
+        now = time.monotonic()
+        if now - self._last >= self.every or self.done == self.total:
+            self._last = now
+            self.stream.write(self.line(now) + "\n")
+            self.stream.flush()
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = (now or time.monotonic()) - self.t0
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return (f"[{self.label}] {self.done}/{self.total} {self.unit} ({pct:.0f}%) | "
+                f"{self.failed} failed | {rate:.3g} {self.unit}/s | "
+                f"elapsed {_hms(elapsed)} | ETA {_hms(eta)}")
+
+
+def _hms(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class TaskFarm:
+    """Run ``fn(index) -> Outcome`` for every index in ``todo`` across all ranks of ``comm``.
+
+    Every rank must call :meth:`run` with the same ``todo``. Returns, on rank 0, the
+    outcomes of all tasks sorted by index; on other ranks, an empty list.
+    """
+
+    def __init__(self, comm, todo: Sequence[int], progress: Progress | None = None,
+                 poll: float = 0.005):
+        self.comm, self.todo, self.progress, self.poll = comm, list(todo), progress, poll
+        self._next = 0
+        self._lock = threading.Lock()
+        self._outcomes: list[Outcome] = []
+
+    def _take(self) -> int:
+        with self._lock:
+            if self._next >= len(self.todo):
+                return -1
+            index = self.todo[self._next]
+            self._next += 1
+            return index
+
+    def _record(self, outcome: Outcome | None) -> None:
+        if outcome is None:
+            return
+        with self._lock:
+            self._outcomes.append(outcome)
+            if self.progress:
+                self.progress.update(outcome)
+
+    def _dispatch(self) -> None:
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        stopped = 0
+        while stopped < self.comm.Get_size() - 1:
+            if not self.comm.Iprobe(MPI.ANY_SOURCE, _REQUEST, status):
+                time.sleep(self.poll)
+                continue
+            source = status.Get_source()
+            self._record(self.comm.recv(source=source, tag=_REQUEST))
+            index = self._take()
+            self.comm.send(index, dest=source, tag=_REPLY)
+            stopped += index < 0
+
+    def run(self, fn: Callable[[int], Outcome]) -> list[Outcome]:
+        rank, size = self.comm.Get_rank(), self.comm.Get_size()
+        if rank == 0:
+            dispatcher = None
+            if size > 1:
+                dispatcher = threading.Thread(target=guarded(self._dispatch), daemon=True,
+                                              name="taskfarm-dispatch")
+                dispatcher.start()
+            while (index := self._take()) >= 0:
+                self._record(fn(index))
+            if dispatcher is not None:
+                dispatcher.join()
+            return sorted(self._outcomes, key=lambda o: o.index)
+        last = None
+        while True:
+            self.comm.send(last, dest=0, tag=_REQUEST)
+            index = self.comm.recv(source=0, tag=_REPLY)
+            if index < 0:
+                return []
+            last = fn(index)
+
+
+def injected(variable: str, stage: str) -> set[int]:
+    """Task indices named for ``stage`` in an environment variable such as
+    ``GLASSCAM_INJECT_FAULT=prepare:3,5``. The tests use it to drive the real failure paths:
+    FAULT makes LAMMPS itself fail mid-run (two atoms put on one spot), CRASH raises an
+    unexpected exception in the task (a bug), which must abort the whole job.
+    """
+    import os
+
+    spec = os.environ.get(variable, "")
+    name, _, ids = spec.partition(":")
+    return {int(i) for i in ids.split(",") if i.strip()} if name == stage else set()
+
+
+def abort_on_error(exc: BaseException) -> None:
+    """Print the traceback with rank and host, then end every rank of the job."""
+    comm = world()
+    head = f"glasscam: rank {comm.Get_rank()} of {comm.Get_size()} on {socket.gethostname()}"
+    text = "".join(traceback.format_exception(exc))
+    sys.stderr.write(f"{head}: unexpected error, aborting all ranks\n{text}")
+    sys.stderr.flush()
+    if comm.Get_size() > 1:
+        comm.Abort(1)
+    raise SystemExit(1)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Wrap ``fn`` so an exception in it (e.g. in a thread) aborts the whole job."""
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - any escape must end the job
+            abort_on_error(exc)
+    return wrapper
+
+
+def bcast_from_root(comm, compute: Callable[[], object]) -> object:
+    """Run ``compute`` on rank 0 only and give every rank its result, or its exception.
+
+    Used for steps that read the file system or validate input, so that a user error is
+    raised identically on every rank (and printed once) instead of leaving ranks waiting.
+    """
+    payload: tuple[bool, object] | None = None
+    if comm.Get_rank() == 0:
+        try:
+            payload = (True, compute())
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+            payload = (False, exc)
+    ok, value = comm.bcast(payload, root=0)
+    if not ok:
+        raise value  # type: ignore[misc]
+    return value
+
+
+@contextmanager
+def root_only_output(comm) -> Iterator[None]:
+    """Silence stdout on ranks other than 0 (reports are printed once)."""
+    if comm.Get_rank() == 0:
+        yield
+        return
+    saved = sys.stdout
+    with open("/dev/null", "w") as null:
+        sys.stdout = null
+        try:
+            yield
+        finally:
+            sys.stdout = saved

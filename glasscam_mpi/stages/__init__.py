@@ -1,0 +1,9 @@
+"""One module per pipeline stage: read inputs, fan out over ranks, write outputs.
+
+Each stage module has ``run(comm, run_dir, requested_config, ...)`` (every rank calls it)
+and ``summarize(run_dir, config)`` (used by ``glasscam info``).
+"""
+
+from glasscam_mpi.stages import prepare
+
+STAGES = {"prepare": prepare}

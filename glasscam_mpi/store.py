@@ -1,0 +1,165 @@
+"""Storage: per-task shards while a stage runs, one HDF5 file per stage when it is done.
+
+**Shards** (``RUN_DIR/shards/<stage>/<index>.<ok|failed>.npz``) are the resume ledger.
+Each is written to a temporary name and renamed into place, so a task is done exactly
+when its shard exists, whatever kill arrives. A failed task's shard holds only its error
+message; the status is in the name, so counting needs no reading.
+
+**Stage files** (``RUN_DIR/<stage>.h5``) are written once all tasks are in, by
+:func:`write_stage_file`: with ``driver="mpio"`` and every rank writing its block of rows
+when h5py has MPI, through rank 0 otherwise. The file is written as ``<stage>.h5.partial``
+and renamed when complete, so a ``<stage>.h5`` is always whole. Rows of failed tasks hold
+the fill value (NaN for floats) and are flagged in ``status``: never data.
+
+Common to every stage file (the per-stage datasets are documented with each stage):
+
+    attrs   stage, schema_version, glasscam_version, system, dim, n_particles,
+            config (the resolved TOML of the run directory)
+    status  (n_tasks,) int8     1 = ok, 2 = failed
+    error   (n_tasks,) S256     LAMMPS's message for failed tasks, empty otherwise
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glasscam_mpi import __version__
+
+SCHEMA_VERSION = 1
+STATUS_OK, STATUS_FAILED = 1, 2
+_SHARD = re.compile(r"^(\d{7,})\.(ok|failed)\.npz$")
+
+
+class ShardStore:
+    """Per-task result files of one stage in one run directory."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def _path(self, index: int, ok: bool) -> Path:
+        return self.root / f"{index:07d}.{'ok' if ok else 'failed'}.npz"
+
+    def scan(self) -> dict[int, bool]:
+        """{task index: ok} for every shard present."""
+        if not self.root.is_dir():
+            return {}
+        found = {}
+        for name in os.listdir(self.root):
+            m = _SHARD.match(name)
+            if m:
+                found[int(m.group(1))] = m.group(2) == "ok"
+        return found
+
+    def clean_partial(self) -> int:
+        """Remove temporary files left by a killed job; returns how many."""
+        if not self.root.is_dir():
+            return 0
+        stale = [n for n in os.listdir(self.root) if ".tmp." in n]
+        for name in stale:
+            (self.root / name).unlink(missing_ok=True)
+        return len(stale)
+
+    def write(self, index: int, arrays: Mapping[str, np.ndarray] | None = None,
+              error: str | None = None) -> None:
+        """Store a task's arrays (success) or its error message (failure), atomically."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        ok = error is None
+        final = self._path(index, ok)
+        tmp = final.with_name(f"{index:07d}.tmp.{os.getpid()}.npz")
+        payload = dict(arrays or {}) if ok else {"error": np.array(error)}
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        self._path(index, not ok).unlink(missing_ok=True)
+
+    def read(self, index: int, ok: bool) -> dict[str, np.ndarray]:
+        with np.load(self._path(index, ok), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """A dataset with one row per task: shape (n_tasks, *shape), dtype, fill for failures."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    fill: float | int = 0
+
+
+def _fill(spec: RowSpec):
+    return np.nan if np.dtype(spec.dtype).kind == "f" else spec.fill
+
+
+def write_stage_file(path: Path | str, comm, *, n_tasks: int, attrs: Mapping[str, object],
+                     rows: Mapping[str, RowSpec], row_data: Callable[[int], tuple[bool, str, dict]],
+                     globals_: Mapping[str, np.ndarray] | None = None,
+                     parallel: bool | None = None) -> Path:
+    """Write a stage file collectively; every rank of ``comm`` must call this.
+
+    Args:
+        path: Final file name; written as ``path + '.partial'`` and renamed when complete.
+        comm: MPI communicator of the job.
+        n_tasks: Rows of every row dataset.
+        attrs: Root attributes (same on every rank).
+        rows: Row datasets (name -> :class:`RowSpec`).
+        row_data: ``i -> (ok, error message, {name: array})`` for task i (reads its shard).
+        globals_: Small datasets written once (e.g. box, split); same on every rank.
+        parallel: Use parallel HDF5; default: when h5py has MPI and ``comm`` has >1 rank.
+    """
+    import h5py
+
+    from glasscam_mpi.env import h5py_has_mpi, warn_serial_hdf5_once
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if parallel is None:
+        parallel = size > 1 and h5py_has_mpi()
+        if size > 1 and not parallel:
+            warn_serial_hdf5_once()
+    if parallel:
+        fh = h5py.File(tmp, "w", driver="mpio", comm=comm)
+        lo, hi = rank * n_tasks // size, (rank + 1) * n_tasks // size
+    elif rank == 0:
+        fh = h5py.File(tmp, "w")
+        lo, hi = 0, n_tasks
+    else:
+        fh, lo, hi = None, 0, 0
+    if fh is not None:
+        with fh:
+            _create(fh, n_tasks, attrs, rows, globals_ or {})
+            for i in range(lo, hi):
+                ok, message, data = row_data(i)
+                fh["status"][i] = STATUS_OK if ok else STATUS_FAILED
+                if not ok:
+                    fh["error"][i] = message.encode("utf-8", "replace")[:255]
+                    continue
+                for name, value in data.items():
+                    fh[name][i] = value
+    comm.Barrier()
+    if rank == 0:
+        os.replace(tmp, path)
+    comm.Barrier()
+    return path
+
+
+def _create(fh, n_tasks: int, attrs: Mapping, rows: Mapping[str, RowSpec], globals_: Mapping) -> None:
+    """Create every dataset (collective under mpio: the same calls on every rank)."""
+    fh.attrs["schema_version"] = SCHEMA_VERSION
+    fh.attrs["glasscam_version"] = __version__
+    for key, value in attrs.items():
+        fh.attrs[key] = value
+    fh.create_dataset("status", (n_tasks,), dtype="i1", fillvalue=0)
+    fh.create_dataset("error", (n_tasks,), dtype="S256")
+    for name, spec in rows.items():
+        fh.create_dataset(name, (n_tasks, *spec.shape), dtype=spec.dtype, fillvalue=_fill(spec))
+    for name, value in globals_.items():
+        fh.create_dataset(name, data=np.asarray(value))

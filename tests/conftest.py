@@ -1,0 +1,94 @@
+"""Shared test helpers: real ``mpiexec`` launches of the real CLI, tiny configs.
+
+MPI tests start ``mpiexec -n K python -m glasscam_mpi.cli ...`` as a subprocess, exactly
+as a user would; nothing stands in for MPI, LAMMPS or HDF5. ``MPIEXEC`` overrides the
+launcher (e.g. ``MPIEXEC="srun --mpi=pmi2"`` on a cluster node).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny but complete 2D KAM protocol: N = 64, six runs, fast ramp (~0.2 s per run).
+TINY_TOML = """\
+[run]
+seed = 7
+
+[system]
+name = "KAM"
+n_particles = 64
+
+[prepare]
+n_runs = 6
+train_fraction = 0.5
+validation_fraction = 0.17
+t_equilibrate = 2.0
+cooling_rate = 0.2
+energy_samples = 12
+"""
+
+
+def mpiexec(n: int) -> list[str]:
+    launcher = os.environ.get("MPIEXEC")
+    if launcher:
+        return [*shlex.split(launcher), "-n", str(n)]
+    exe = shutil.which("mpiexec")
+    if exe is None:
+        pytest.fail("mpiexec not found: run hpc/bootstrap.sh (it installs MPICH)")
+    return [exe, "-n", str(n)]
+
+
+def glasscam(args: list[str], n: int | None = None, env: dict | None = None,
+             timeout: float = 300, check: bool = True, **popen) -> subprocess.CompletedProcess:
+    """Run ``glasscam ARGS`` (under ``mpiexec -n n`` if n is given) and return the result."""
+    cmd = [sys.executable, "-m", "glasscam_mpi.cli", *args]
+    if n is not None:
+        cmd = [*mpiexec(n), *cmd]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
+                         cwd=ROOT, **popen)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}\n--- stdout\n"
+                             f"{res.stdout}\n--- stderr\n{res.stderr}")
+    return res
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+def read_stage(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of an HDF5 stage file, as arrays (for comparing files)."""
+    with h5py.File(path, "r") as fh:
+        return {name: fh[name][()] for name in fh}
+
+
+def assert_same_data(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=f"dataset {name!r} differs")
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """A tiny prepared run directory made once under ``mpiexec -n 2`` (read-only in tests)."""
+    base = tmp_path_factory.mktemp("tiny")
+    cfg = base / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    run_dir = base / "run"
+    glasscam(["prepare", "--config", str(cfg), "--run-dir", str(run_dir)], n=2)
+    return run_dir

@@ -1,0 +1,38 @@
+"""The command line: --help everywhere, clear errors, config printing."""
+import pytest
+
+from conftest import glasscam
+from glasscam_mpi.cli import COMMANDS
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(command):
+    res = glasscam([command, "--help"] if command else ["--help"])
+    assert res.stdout.startswith("usage: glasscam")
+    if command == "prepare":
+        assert "--run-dir" in res.stdout and "--retry-failed" in res.stdout
+
+
+def test_config_prints_a_valid_resolved_config():
+    out = glasscam(["config", "--preset", "paper-abm", "--set", "prepare.n_runs=10"]).stdout
+    assert 'name = "ABM"' in out and "n_runs = 10" in out and "cooling_rate = 8.33e-05" in out
+
+
+def test_errors_are_one_clear_line(tmp_path):
+    res = glasscam(["config", "--set", "system.n_particles=five"], check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("glasscam config: error: [system].n_particles = 'five': "
+                                  "expected an integer >= 16 and <= 100000000")
+    res = glasscam(["info", str(tmp_path / "nothing")], check=False)
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    res = glasscam(["prepare", "--run-dir", str(tmp_path / "new")], check=False)
+    assert res.returncode == 2 and "give --preset NAME or --config FILE" in res.stderr
+    res = glasscam(["prepare"], check=False)
+    assert res.returncode == 2 and "--run-dir" in res.stderr
+
+
+def test_env_reports_the_one_mpi_stack():
+    out = glasscam(["env"]).stdout
+    assert "MPICH" in out or "MPI" in out
+    assert "parallel" in out          # h5py built with MPI by the bootstrap
+    assert "lj/smooth/linear ok" in out
