@@ -1,0 +1,118 @@
+"""Gaussian coarse-graining of per-particle fields and [0, 1] normalisation (METHOD.md s. 7).
+
+    X_i(xi) = sum_j X_j P(r_ij) / sum_j P(r_ij),   P(r) = exp(-(r / xi)^2),
+
+with j over all particles with r_ij <= 2 xi, i itself included (P(0) = 1), and r_ij the
+minimum-image distance in the periodic box.
+
+Neighbours come from ``scipy.spatial.cKDTree`` with ``boxsize`` (a periodic tree), not
+from freud: a freud ``AABBQuery`` ball query with r_max = 16 on N = 2000 at density 1.2
+(1.9 million bonds) takes ~700 ms on one core, cKDTree's ``query_pairs`` ~10 ms. The
+periodic tree measures minimum-image distances for any radius, so 2 xi >= L/2 (where
+freud refuses) needs no special case: each j is counted once, at its nearest image, and
+for 2 xi beyond the half-diagonal every particle enters. Each unordered pair is found
+once and used for both i and j, and the cost is linear in N at fixed xi. The pair
+arithmetic runs in blocks of 2^15 pairs so temporaries stay in cache (at xi = 8 and
+N = 2000 there are ~1e6 pairs; whole-array temporaries cost ~2x in page faults).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse
+from scipy.spatial import cKDTree
+
+from glasscam_mpi.analysis._checks import as_box, as_field, as_positions, as_positive, wrap
+
+_SPARSE_FROM = 6  # fields per call from which sparse products beat per-field bincounts
+_BLOCK = 1 << 15  # pairs per block: temporaries stay cache-sized, no fresh pages per call
+
+
+def iter_pairs(box: np.ndarray, x: np.ndarray, r_max: float):
+    """All pairs i < j with minimum-image distance r_ij <= r_max, in blocks.
+
+    Args:
+        box: (d,) float64 box edges.
+        x: (N, d) float64 positions wrapped into [0, L).
+        r_max: Largest distance, any positive value.
+
+    Yields:
+        (i, j, r2) per block: (B,) int64 indices with i < j and (B,) float64 squared
+        minimum-image distances (computed here in float64).
+    """
+    pairs = cKDTree(x, boxsize=box).query_pairs(r_max, output_type="ndarray")
+    cols = [np.ascontiguousarray(x[:, axis]) for axis in range(x.shape[1])]
+    for start in range(0, len(pairs), _BLOCK):
+        block = pairs[start:start + _BLOCK]
+        i, j = block[:, 0].astype(np.int64), block[:, 1].astype(np.int64)
+        r2 = np.zeros(len(i))
+        for c, length in zip(cols, box):
+            dx = c[j] - c[i]
+            dx -= length * np.rint(dx * (1.0 / length))
+            r2 += dx * dx
+        yield i, j, r2
+
+
+def coarse_grain(box, positions, values, xi: float) -> np.ndarray:
+    """Coarse-grain per-particle fields with a Gaussian kernel of width ``xi``.
+
+    Args:
+        box: (d,) box edges of the periodic box [0, L_1) x ... x [0, L_d), length units.
+        positions: (N, d) positions, any periodic image.
+        values: (N,) field X, or (N, k) for k fields coarse-grained with one neighbour
+            search (e.g. propensities at several times).
+        xi: Kernel width (length units), > 0; any size relative to the box.
+
+    Returns:
+        Coarse-grained field(s), float64, same shape as ``values``. A constant field is
+        returned exactly (the sums run over deviations from the first particle's value).
+
+    Raises:
+        ValueError: On malformed inputs (non-finite values, wrong shapes, xi <= 0).
+    """
+    box = as_box(box)
+    x = wrap(as_positions(positions, box), box)
+    n = x.shape[0]
+    X = as_field(values, n)
+    xi = as_positive(xi, "xi")
+    ref = X.reshape(n, -1)[0]
+    fields = X.reshape(n, -1) - ref  # exact zeros for a constant field, so it stays exact
+    k = fields.shape[1]
+    columns = [np.ascontiguousarray(fields[:, col]) for col in range(k)]
+    num, den = fields.copy(), np.ones(n)  # the i = j term, P(0) = 1
+    for i, j, r2 in iter_pairs(box, x, 2.0 * xi):
+        w = np.exp(r2 * (-1.0 / (xi * xi)))
+        den += np.bincount(i, weights=w, minlength=n)
+        den += np.bincount(j, weights=w, minlength=n)
+        if k >= _SPARSE_FROM:
+            W = scipy.sparse.csr_matrix((w, (i, j)), shape=(n, n))
+            num += W @ fields + W.T @ fields
+            continue
+        for col, f in enumerate(columns):
+            num[:, col] += np.bincount(i, weights=w * f[j], minlength=n)
+            num[:, col] += np.bincount(j, weights=w * f[i], minlength=n)
+    return (ref + num / den[:, None]).reshape(X.shape)
+
+
+def normalize01(values) -> np.ndarray:
+    """Map a field onto [0, 1]: subtract the minimum, then divide by the new maximum.
+
+    Args:
+        values: (N,) field, or (N, k) fields normalised column by column.
+
+    Returns:
+        float64 array of the same shape with min 0 and max 1 per field. A constant field
+        (max == min) has no scale and maps to zeros, without a division warning.
+
+    Raises:
+        ValueError: If ``values`` is not 1D/2D, is empty, or has non-finite entries.
+    """
+    arr = np.asarray(values)
+    if arr.ndim not in (1, 2) or arr.shape[0] < 1:
+        raise ValueError(f"values must have shape (N,) or (N, k) with N >= 1; "
+                         f"got shape {arr.shape}")
+    arr = as_field(arr, arr.shape[0])
+    shifted = arr - arr.min(axis=0)
+    top = shifted.max(axis=0)
+    scale = np.where(top > 0, top, 1.0)
+    return shifted / scale
