@@ -1,0 +1,18 @@
+"""Learning: gridding configurations, the glass/liquid CNN, and Grad-CAM (METHOD.md 3-4).
+
+Conventions: grid point k at coordinate k * h, h = L / n_grid per axis; channel s = species
+s; class index 0 = liquid, 1 = glass.
+"""
+
+from glasscam_mpi.learn.gradcam import (GradCAM, gradcam, gradcam_particles, particle_scores,
+                                        periodic_upsample)
+from glasscam_mpi.learn.grid import (GridSpec, from_grid, from_grid_batch, to_grid,
+                                     to_grid_batch)
+from glasscam_mpi.learn.model import (CLASS_NAMES, GLASS, LIQUID, GlassCNN, ModelSpec,
+                                      build_model)
+
+__all__ = [
+    "CLASS_NAMES", "GLASS", "GlassCNN", "GradCAM", "GridSpec", "LIQUID", "ModelSpec",
+    "build_model", "from_grid", "from_grid_batch", "gradcam", "gradcam_particles",
+    "particle_scores", "periodic_upsample", "to_grid", "to_grid_batch",
+]
