@@ -1,8 +1,10 @@
 """``glasscam``: the command line.
 
     mpiexec -n K glasscam prepare --preset demo --run-dir DIR
+    mpiexec -n K glasscam indicators --run-dir DIR      (then propensity, ...: one per stage)
     glasscam info DIR
     mpiexec -n K glasscam run --preset demo --run-dir DIR     (every stage, in order)
+    glasscam submit prepare --profile local --preset demo --run-dir DIR   (Slurm, afterok)
     glasscam config --preset paper-kam --set prepare.n_runs=100   (show the resolved config)
     glasscam env                                               (the MPI/HDF5/LAMMPS stack)
 
@@ -49,17 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"glasscam-mpi {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("prepare", help="cooling runs in LAMMPS -> liquid and glass samples",
-                       description="Run the paper's sample preparation (section 2.2): n_runs "
-                                   "independent LAMMPS cooling runs farmed over MPI ranks. "
-                                   "Rerunning the same command finishes only what is missing.")
-    p.add_argument("--run-dir", required=True, help="run directory (created if new)")
-    _config_args(p)
-    p.add_argument("--retry-failed", action="store_true", help="rerun tasks recorded as failed")
+    from glasscam_mpi.stages import STAGES
+
+    for name, stage in STAGES.items():
+        p = sub.add_parser(name, help=stage.HELP, description=stage.DESCRIPTION)
+        p.add_argument("--run-dir", required=True, help="run directory (created if new)")
+        _config_args(p)
+        p.add_argument("--retry-failed", action="store_true", help="rerun tasks recorded as failed")
 
     p = sub.add_parser("run", help="every stage in order on one run directory",
-                       description="Run all stages that exist (now: prepare) in order.")
+                       description="Run every stage in order (" + ", ".join(STAGES) + "); a "
+                                   "stage already complete is skipped, an unfinished one resumed.")
     p.add_argument("--run-dir", required=True, help="run directory (created if new)")
+    _config_args(p)
+
+    p = sub.add_parser("submit", help="write Slurm job scripts and submit them (afterok chain)",
+                       description="Render jobscripts/<stage>.sbatch.j2 for a cluster profile, "
+                                   "save the run directory's config now (so a bad config fails "
+                                   "here, not in the queue), and sbatch the stages in order, "
+                                   "each after the previous succeeded.")
+    p.add_argument("stages", nargs="+", metavar="STAGE", help="stages in order, e.g. prepare indicators")
+    p.add_argument("--run-dir", required=True, help="run directory (on a shared file system)")
+    p.add_argument("--profile", default="local",
+                   help="cluster profile: a name in hpc/profiles/ or a TOML path (default: local)")
+    p.add_argument("--dry-run", action="store_true", help="write and print the scripts, submit nothing")
     _config_args(p)
 
     p = sub.add_parser("info", help="JSON summary of a run directory",
@@ -74,10 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_prepare(args, comm) -> int:
-    from glasscam_mpi.stages import prepare
+def _cmd_stage(args, comm) -> int:
+    from glasscam_mpi.stages import STAGES
 
-    prepare.run(comm, args.run_dir, _requested(args), retry_failed=args.retry_failed)
+    STAGES[args.command].run(comm, args.run_dir, _requested(args),
+                             retry_failed=args.retry_failed)
     return 0
 
 
@@ -88,6 +104,32 @@ def _cmd_run(args, comm) -> int:
     for name, stage in STAGES.items():
         stage.run(comm, args.run_dir, requested)
         requested = None  # the run directory now holds the config
+    return 0
+
+
+def _cmd_submit(args, comm) -> int:
+    from glasscam_mpi.rundir import RunDir
+    from glasscam_mpi.slurm import Slurm, load_profile, render
+
+    if comm.Get_rank() != 0:
+        return 0
+    profile = load_profile(args.profile)
+    rd = RunDir(args.run_dir)
+    rd.resolve_config(_requested(args))
+    scripts = []
+    for stage in args.stages:
+        text = render(stage, profile, rd.path)
+        path = rd.path / "jobs" / f"{stage}.sbatch"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (rd.path / "logs").mkdir(exist_ok=True)
+        path.write_text(text)
+        scripts.append(path)
+        if args.dry_run:
+            print(f"# ---- {path}\n{text}")
+    if not args.dry_run:
+        jobs = Slurm().submit_chain(scripts)
+        for stage, job in zip(args.stages, jobs):
+            print(f"{stage}: job {job}")
     return 0
 
 
@@ -117,7 +159,7 @@ def _cmd_env(args, comm) -> int:
     return 0
 
 
-COMMANDS = {"prepare": _cmd_prepare, "run": _cmd_run, "info": _cmd_info,
+COMMANDS = {"run": _cmd_run, "submit": _cmd_submit, "info": _cmd_info,
             "config": _cmd_config, "env": _cmd_env}
 
 
@@ -126,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     from glasscam_mpi.config import ConfigError
     from glasscam_mpi.parallel import abort_on_error, world
     from glasscam_mpi.rundir import RunDirBusy
+    from glasscam_mpi.slurm import SlurmError
 
     comm = world()
     try:
-        return COMMANDS[args.command](args, comm)
-    except (ConfigError, RunDirBusy) as exc:
+        return COMMANDS.get(args.command, _cmd_stage)(args, comm)
+    except (ConfigError, RunDirBusy, SlurmError) as exc:
         if comm.Get_rank() == 0:
             print(f"glasscam {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -63,10 +63,31 @@ class PrepareSection:
 
 
 @dataclass(frozen=True)
+class PropensitySection:
+    n_configs: int = _f(1, 1, 10**6, doc="glass configurations: the first n ok test runs")
+    temperatures: tuple[float, ...] = _f((1.0, 1.25, 1.5), 0.0, 100.0, lo_open=True,
+                                         doc="replica temperatures (see temperature_unit)")
+    temperature_unit: str = _f("T_star", choices=("T_star", "absolute"),
+                               doc="T_star: temperatures are multiples of T*")
+    T_star: float = _f(0.0, 0.0, 100.0,
+                       doc="T* for temperature_unit = T_star; 0 = estimate from the cooling curves")
+    n_replicas: int = _f(30, 1, 100000, doc="isoconfigurational replicas per (config, T)")
+    ensemble: str = _f("nvt", choices=("nvt", "nve"), doc="dynamics of the replicas")
+    t_max: float = _f(1.0e4, 0.0, 1e9, lo_open=True, doc="longest time recorded")
+    n_times: int = _f(40, 2, 10000, doc="log-spaced recording times up to t_max")
+    delta_targets: tuple[float, ...] = _f((0.3, 1.0, 3.0), 0.0, 1e3, lo_open=True,
+                                          doc="mean cage-relative displacements to report at")
+    stop_factor: float = _f(1.25, 0.0, 100.0,
+                            doc="a replica stops once its mean cage displacement exceeds "
+                                "stop_factor * max(delta_targets); 0 = run to t_max")
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunSection = field(default_factory=RunSection)
     system: SystemSection = field(default_factory=SystemSection)
     prepare: PrepareSection = field(default_factory=PrepareSection)
+    propensity: PropensitySection = field(default_factory=PropensitySection)
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -106,9 +127,14 @@ def _allowed(meta: dict, typ: type) -> str:
     return f"{'an integer' if typ is int else 'a number'} {left} and <= {hi}"
 
 
-def _check_value(section: str, key: str, value: Any, f: dataclasses.Field) -> Any:
-    typ = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
-    meta = f.metadata
+def _check_value(section: str, key: str, value: Any, type_name: str, meta) -> Any:
+    if type_name == "tuple[float, ...]":
+        where = f"[{section}].{key} = {value!r}"
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{where}: expected a non-empty list of numbers, e.g. [1.0, 1.5]")
+        return tuple(_check_value(section, f"{key}[{i}]", v, "float", meta)
+                     for i, v in enumerate(value))
+    typ = {"int": int, "float": float, "str": str, "bool": bool}[type_name]
     where = f"[{section}].{key} = {value!r}"
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -180,7 +206,7 @@ def build_config(data: dict, origin: str = "config") -> Config:
     for name, factory in _SECTIONS.items():
         values = merged.get(name, {})
         default = factory()
-        checked = {f.name: _check_value(name, f.name, values[f.name], f)
+        checked = {f.name: _check_value(name, f.name, values[f.name], str(f.type), f.metadata)
                    for f in fields(default) if f.name in values}
         sections[name] = dataclasses.replace(default, **checked)
     cfg = Config(**sections)
@@ -202,6 +228,10 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"temperatures must satisfy T_glass < T_liquid < T_high, got "
                           f"{cfg.T_glass} / {cfg.T_liquid} / {p.T_high} "
                           f"([prepare].T_glass / T_liquid / T_high; 0 means the system's value)")
+    q = cfg.propensity
+    if list(q.delta_targets) != sorted(set(q.delta_targets)):
+        raise ConfigError(f"[propensity].delta_targets = {list(q.delta_targets)}: must be "
+                          "strictly increasing")
     L = cfg.sys.box_length(cfg.system.n_particles)
     if L <= 2 * cfg.sys.max_cutoff:
         n_min = math.ceil(cfg.sys.density * (2 * cfg.sys.max_cutoff) ** cfg.sys.dim) + 1

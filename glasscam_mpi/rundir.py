@@ -52,24 +52,48 @@ class RunDir:
             return None
         return load_config(path=self.config_path)
 
+    # Sections every stage's results depend on: fixed once the run directory exists.
+    BASE_SECTIONS = ("run", "system", "prepare")
+
+    def started(self, stage: str) -> bool:
+        """Whether ``stage`` has written anything (a task shard or its stage file)."""
+        shard_dir = self.path / "shards" / stage
+        return self.stage_file(stage).exists() or (shard_dir.is_dir() and any(shard_dir.iterdir()))
+
     def resolve_config(self, requested: Config | None) -> Config:
-        """The run directory's config: saved on first use, then required to stay the same."""
+        """The run directory's config: saved on first use, then required to stay the same.
+
+        [run], [system] and [prepare] never change in a run directory. The section of a
+        later stage (e.g. [propensity]) may change until that stage has started; the new
+        config is then saved. Anything else is refused with the differences listed.
+        """
         saved = self.saved_config()
         if saved is None:
             if requested is None:
                 raise ConfigError(f"{self.path} has no config.toml yet: give --preset NAME or "
                                   "--config FILE for a new run directory")
-            self.path.mkdir(parents=True, exist_ok=True)
-            tmp = self.config_path.with_suffix(".toml.tmp")
-            tmp.write_text(requested.to_toml())
-            os.replace(tmp, self.config_path)
+            self._save(requested)
             return requested
-        if requested is not None and requested != saved:
-            lines = "\n  ".join(config_diff(saved, requested))
+        if requested is None or requested == saved:
+            return saved
+        diff = config_diff(saved, requested)
+        sections = {line[1:line.index("]")] for line in diff}
+        frozen = sorted(s for s in sections if s in self.BASE_SECTIONS or self.started(s))
+        if frozen:
+            lines = "\n  ".join(line for line in diff if line[1:line.index("]")] in frozen)
             raise ConfigError(
                 f"{self.path} was made with a different configuration (saved -> requested):\n  "
-                f"{lines}\nRerun without --preset/--config to continue it, or use a new --run-dir.")
-        return saved
+                f"{lines}\n[run], [system] and [prepare] are fixed for a run directory, and a "
+                "stage's own section once that stage has started. Rerun without "
+                "--preset/--config to continue it, or use a new --run-dir.")
+        self._save(requested)
+        return requested
+
+    def _save(self, cfg: Config) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".toml.tmp")
+        tmp.write_text(cfg.to_toml())
+        os.replace(tmp, self.config_path)
 
     # -- exclusive use -------------------------------------------------------------------------
     def lock(self, what: str) -> None:

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -62,6 +63,26 @@ def glasscam(args: list[str], n: int | None = None, env: dict | None = None,
         raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}\n--- stdout\n"
                              f"{res.stdout}\n--- stderr\n{res.stderr}")
     return res
+
+
+def start_glasscam(args: list[str], n: int) -> subprocess.Popen:
+    """Start ``mpiexec -n n glasscam ARGS`` in its own session (so a test can kill it)."""
+    cmd = [*mpiexec(n), sys.executable, "-m", "glasscam_mpi.cli", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def wait_for_shards(run_dir: Path, stage: str, k: int, proc: subprocess.Popen,
+                    timeout: float = 120) -> None:
+    """Wait until ``stage`` has at least k finished task shards in ``run_dir``."""
+    shard_dir = run_dir / "shards" / stage
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if shard_dir.is_dir() and len([p for p in shard_dir.iterdir() if ".ok." in p.name]) >= k:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{stage}: fewer than {k} shards after {timeout} s")
 
 
 @pytest.fixture

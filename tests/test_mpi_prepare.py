@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_TOML, assert_same_data, glasscam, mpiexec, read_stage
+from conftest import (ROOT, TINY_TOML, assert_same_data, glasscam, mpiexec, read_stage,
+                      start_glasscam, wait_for_shards)
 
 pytestmark = pytest.mark.mpi
 
@@ -72,21 +73,7 @@ def _slow_config(tmp_path):
 
 
 def _start(cfg, run_dir, n):
-    cmd = [*mpiexec(n), sys.executable, "-m", "glasscam_mpi.cli", "prepare", "--config", str(cfg),
-           "--run-dir", str(run_dir)]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-
-
-def _wait_for_shards(run_dir, k, proc, timeout=120):
-    shard_dir = run_dir / "shards" / "prepare"
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if shard_dir.is_dir() and len([p for p in shard_dir.iterdir() if ".ok." in p.name]) >= k:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError("no progress")
+    return start_glasscam(["prepare", "--config", str(cfg), "--run-dir", str(run_dir)], n)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
@@ -96,7 +83,7 @@ def test_killed_job_resumes_to_the_same_result(tmp_path, sig):
     _prepare(cfg, ref_dir, 3)
     run_dir = tmp_path / "killed"
     proc = _start(cfg, run_dir, 2)
-    _wait_for_shards(run_dir, 3, proc)
+    wait_for_shards(run_dir, "prepare", 3, proc)
     os.killpg(proc.pid, sig)
     proc.communicate(timeout=60)
     done_before = {p.name for p in (run_dir / "shards" / "prepare").iterdir() if ".ok." in p.name}
@@ -131,7 +118,7 @@ def test_second_job_on_the_same_run_dir_is_refused(tmp_path):
     run_dir = tmp_path / "busy"
     first = _start(cfg, run_dir, 1)
     try:
-        _wait_for_shards(run_dir, 1, first)
+        wait_for_shards(run_dir, "prepare", 1, first)
         second = _prepare(cfg, run_dir, 2, check=False)
         assert second.returncode == 2
         assert "is in use by pid" in second.stderr and "use another --run-dir" in second.stderr

@@ -4,6 +4,6 @@ Each stage module has ``run(comm, run_dir, requested_config, ...)`` (every rank 
 and ``summarize(run_dir, config)`` (used by ``glasscam info``).
 """
 
-from glasscam_mpi.stages import prepare
+from glasscam_mpi.stages import indicators, prepare, propensity
 
-STAGES = {"prepare": prepare}
+STAGES = {"prepare": prepare, "indicators": indicators, "propensity": propensity}

@@ -30,6 +30,10 @@ from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.store import RowSpec, write_stage_file
 
 STAGE = "prepare"
+HELP = "cooling runs in LAMMPS -> liquid and glass samples"
+DESCRIPTION = ("Run the paper's sample preparation (section 2.2): n_runs independent LAMMPS "
+               "cooling runs farmed over MPI ranks. Rerunning the same command finishes only "
+               "what is missing.")
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -195,7 +199,33 @@ def summarize(rd: RunDir, cfg: Config) -> dict:
         "glass": {"T_target": cfg.T_glass, "T_mean": _r(T[:, -1].mean()),
                   "pe_per_particle_mean": _r(pe[:, -1].mean()), "pe_std": _r(pe[:, -1].std())},
     } if ok.any() else {}
+    if ok.any():
+        try:
+            T_star = estimate_t_star_of(fh_path=rd.stage_file(STAGE), cfg=cfg)
+            out["T_star"] = {"estimate": _r(T_star.T_star), "paper": cfg.sys.T_star_paper,
+                             "method": "kink of U(T) along the ramp (hinge fit, measured T)"}
+        except ValueError as exc:
+            out["T_star"] = {"estimate": None, "paper": cfg.sys.T_star_paper, "why": str(exc)}
     return out
+
+
+def estimate_t_star_of(fh_path, cfg: Config):
+    """T* (METHOD.md section 6) from the run-averaged cooling curves U(T) in prepare.h5.
+
+    The measured temperature is used, not the thermostat target: at fast cooling the
+    system lags the target. Points above T_L are left out (curved hot liquid).
+    """
+    import h5py
+
+    from glasscam_mpi.analysis.tstar import estimate_t_star
+
+    with h5py.File(fh_path, "r") as fh:
+        ok = fh["status"][:] == 1
+        if not ok.any():
+            raise ValueError("no ok runs in prepare.h5")
+        U = fh["pe"][:][ok].mean(axis=0)
+        T = fh["T"][:][ok].mean(axis=0)
+    return estimate_t_star(T, U, T_max=cfg.T_liquid)
 
 
 def _r(x: float) -> float:

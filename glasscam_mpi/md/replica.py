@@ -1,0 +1,152 @@
+"""One member of an isoconfigurational ensemble (paper section 3.5, METHOD.md section 6).
+
+Start from a stored configuration (the glass sample), draw fresh Maxwell-Boltzmann
+velocities at T with zero total momentum, run NVT (default) or NVE, and record the
+*unwrapped* positions at log-spaced times. The run may stop early once this replica's
+mean cage-relative displacement has passed a target (``stop``), which saves most of the
+cost at the paper's largest delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from glasscam_mpi.md.cooling import pair_lines
+from glasscam_mpi.md.engine import MDError, commands, open_lammps, snapshot, thermo
+from glasscam_mpi.systems import System
+
+
+def log_times(dt: float, t_max: float, n_times: int, t_min: float | None = None) -> np.ndarray:
+    """(n_times,) distinct timestep counts, log-spaced from ``t_min`` (default 10 dt) to t_max."""
+    lo = max(1.0, (t_min if t_min is not None else 10 * dt) / dt)
+    hi = max(lo, t_max / dt)
+    steps = np.unique(np.round(np.geomspace(lo, hi, n_times)).astype(np.int64))
+    return steps
+
+
+@dataclass
+class ReplicaResult:
+    steps: np.ndarray        # (n_times,) timesteps reached (a prefix if stopped early)
+    positions: np.ndarray    # (n_times, N, d) unwrapped positions
+    T0: float                # temperature right after the velocities were drawn
+    momentum0: np.ndarray    # (d,) total momentum right after the velocities were drawn
+    velocities0: np.ndarray  # (N, d) the drawn velocities, by atom id
+
+
+def load_configuration_lines(system: System, box: np.ndarray) -> list[str]:
+    """An empty periodic box [0, L)^d of the system, ready for ``lmp.create_atoms``."""
+    d = system.dim
+    zlo, zhi = (-0.5, 0.5) if d == 2 else (0.0, float(box[2]))
+    lines = ["units lj", f"dimension {d}", "boundary p p p", "atom_style atomic",
+             "atom_modify map array",
+             f"region box block 0 {float(box[0])!r} 0 {float(box[1])!r} {zlo!r} {zhi!r}",
+             f"create_box {system.n_species} box"]
+    lines += [f"mass {s + 1} {system.masses[s]!r}" for s in range(system.n_species)]
+    return lines + pair_lines(system) + (["fix twod all enforce2d"] if d == 2 else [])
+
+
+def dynamics_lines(*, T: float, seed: int, timestep: float, ensemble: str,
+                   tdamp_steps: float) -> list[str]:
+    """Fresh Maxwell-Boltzmann velocities at T (zero total momentum), then NVT or NVE."""
+    if ensemble not in ("nvt", "nve"):
+        raise ValueError(f"ensemble = {ensemble!r}; allowed: 'nvt', 'nve'")
+    fix = (f"fix md all nvt temp {T!r} {T!r} {tdamp_steps * timestep!r}" if ensemble == "nvt"
+           else "fix md all nve")
+    return ["thermo_style custom step temp pe", "thermo_modify norm yes", f"timestep {timestep!r}",
+            f"velocity all create {T!r} {seed} mom yes rot no dist gaussian loop geom", fix]
+
+
+def write_data_file(path, box: np.ndarray, positions: np.ndarray, types: np.ndarray,
+                    n_species: int) -> None:
+    """A LAMMPS data file of one configuration (for the bare ``lmp`` executable)."""
+    n, d = positions.shape
+    zlo, zhi = (-0.5, 0.5) if d == 2 else (0.0, float(box[2]))
+    lines = ["glasscam configuration", "", f"{n} atoms", f"{n_species} atom types", "",
+             f"0 {float(box[0])!r} xlo xhi", f"0 {float(box[1])!r} ylo yhi", f"{zlo!r} {zhi!r} zlo zhi",
+             "", "Atoms # atomic", ""]
+    for i in range(n):
+        z = positions[i, 2] if d == 3 else 0.0
+        lines.append(f"{i + 1} {int(types[i]) + 1} {positions[i, 0]!r} {positions[i, 1]!r} {z!r}")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def input_script(system: System, data_file: str, *, T: float, seed: int, timestep: float,
+                 steps: np.ndarray, ensemble: str = "nvt", tdamp_steps: float = 100.0,
+                 dump: str | None = None) -> str:
+    """One replica as a LAMMPS input file: the same commands as :func:`run_replica`, with
+    unwrapped positions dumped at ``steps`` (for the bare ``lmp`` executable)."""
+    d = system.dim
+    lines = ["units lj", f"dimension {d}", "boundary p p p", "atom_style atomic",
+             "atom_modify map array", f"read_data {data_file}"]
+    lines += [f"mass {s + 1} {system.masses[s]!r}" for s in range(system.n_species)]
+    lines += pair_lines(system) + (["fix twod all enforce2d"] if d == 2 else [])
+    lines += dynamics_lines(T=T, seed=seed, timestep=timestep, ensemble=ensemble,
+                            tdamp_steps=tdamp_steps) + ["run 0 post no"]
+    done = 0
+    for step in steps:
+        lines.append(f"run {int(step - done)} pre no post no")
+        done = int(step)
+        if dump:
+            lines.append(f"write_dump all custom {dump} id xu yu{' zu' if d == 3 else ''} "
+                         "modify sort id append yes")
+    return "\n".join(lines) + "\n"
+
+
+def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: np.ndarray, *,
+                T: float, seed: int, timestep: float, steps: np.ndarray, ensemble: str = "nvt",
+                tdamp_steps: float = 100.0,
+                stop: Callable[[np.ndarray], bool] | None = None) -> ReplicaResult:
+    """Run one replica and record unwrapped positions at ``steps``.
+
+    Args:
+        positions: (N, d) start configuration in [0, L)^d.
+        types: (N,) species index.
+        box: (d,) box edges.
+        T: temperature of the Maxwell-Boltzmann velocities (and of the thermostat for NVT).
+        seed: LAMMPS velocity seed (from the task's stream).
+        steps: increasing timestep counts at which positions are recorded.
+        ensemble: ``"nvt"`` (Nose-Hoover at T) or ``"nve"``.
+        stop: called with the positions recorded so far, (k, N, d); True ends the run early.
+    """
+    n, d = positions.shape
+    dynamics = dynamics_lines(T=T, seed=seed, timestep=timestep, ensemble=ensemble,
+                              tdamp_steps=tdamp_steps)
+    x3 = np.zeros((n, 3))
+    x3[:, :d] = positions
+    with open_lammps() as lmp:
+        commands(lmp, load_configuration_lines(system, box))
+        lmp.create_atoms(n, list(range(1, n + 1)), [int(t) + 1 for t in types],
+                         x3.ravel().tolist())
+        if lmp.get_natoms() != n:
+            raise MDError(f"loaded {lmp.get_natoms()} of {n} particles")
+        commands(lmp, dynamics + ["run 0 post no"])
+        T0 = thermo(lmp, "temp")[0]
+        v = _by_id(lmp, np.array(lmp.numpy.extract_atom("v")[:n, :d]))
+        momentum0 = v.sum(axis=0)  # masses are 1 in every system here
+        out, recorded, done = [], [], 0
+        for step in steps:
+            if step > done:
+                commands(lmp, [f"run {int(step - done)} pre no post no"])
+                done = int(step)
+            thermo(lmp, "pe")
+            out.append(_unwrapped(lmp, d))
+            recorded.append(int(step))
+            if stop is not None and stop(np.asarray(out)):
+                break
+    return ReplicaResult(np.array(recorded, dtype=np.int64), np.asarray(out), T0, momentum0, v)
+
+
+def _by_id(lmp, per_atom: np.ndarray) -> np.ndarray:
+    ids = np.array(lmp.numpy.extract_atom("id")[:len(per_atom)])
+    out = np.empty_like(per_atom)
+    out[ids - 1] = per_atom
+    return out
+
+
+def _unwrapped(lmp, d: int) -> np.ndarray:
+    snap = snapshot(lmp, d)
+    return snap["positions"] + snap["images"] * snap["box"]
