@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-dir", required=True, help="run directory (created if new)")
         _config_args(p)
         p.add_argument("--retry-failed", action="store_true", help="rerun tasks recorded as failed")
+        if name == "train":
+            g = p.add_mutually_exclusive_group()
+            g.add_argument("--resume", action="store_true",
+                           help="continue an interrupted training from its last checkpoint")
+            g.add_argument("--restart", action="store_true",
+                           help="discard checkpoints and a finished model; train from scratch")
 
     p = sub.add_parser("run", help="every stage in order on one run directory",
                        description="Run every stage in order (" + ", ".join(STAGES) + "); a "
@@ -92,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_stage(args, comm) -> int:
     from glasscam_mpi.stages import STAGES
 
+    extra = {k: getattr(args, k) for k in ("resume", "restart") if hasattr(args, k)}
     STAGES[args.command].run(comm, args.run_dir, _requested(args),
-                             retry_failed=args.retry_failed)
+                             retry_failed=args.retry_failed, **extra)
     return 0
 
 
@@ -102,7 +109,7 @@ def _cmd_run(args, comm) -> int:
 
     requested = _requested(args)
     for name, stage in STAGES.items():
-        stage.run(comm, args.run_dir, requested)
+        stage.run(comm, args.run_dir, requested, **({"resume": True} if name == "train" else {}))
         requested = None  # the run directory now holds the config
     return 0
 

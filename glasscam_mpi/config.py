@@ -83,11 +83,44 @@ class PropensitySection:
 
 
 @dataclass(frozen=True)
+class TrainSection:
+    backend: str = _f("horovod", choices=("horovod", "ddp", "single"),
+                      doc="data parallelism: Horovod, torch.distributed (DDP), or one process")
+    epochs: int = _f(250, 1, 100000, doc="training epochs (the paper: 250)")
+    batch_size: int = _f(32, 1, 65536, doc="global mini-batch, split evenly over the ranks")
+    lr: float = _f(1e-3, 0.0, 10.0, lo_open=True, doc="Adam learning rate")
+    weight_decay: float = _f(0.0, 0.0, 1.0, doc="Adam weight decay")
+    n_grid: int = _f(0, 0, 4096, doc="grid points per axis; 0 = 128 in 2D, 48 in 3D")
+    width_factor: float = _f(0.5, 0.0, 10.0, lo_open=True,
+                             doc="Gaussian width of species s = width_factor * sigma_ss")
+    channels: tuple[int, ...] = _f((16, 32, 64), 1, 4096, doc="output channels of the 3 convolutions")
+    kernels: tuple[int, ...] = _f((5, 3, 3), 1, 63, doc="odd kernel sizes of the 3 convolutions")
+    strides: tuple[int, ...] = _f((2, 2, 2), 1, 16, doc="strides of the 3 convolutions")
+    hidden: int = _f(128, 1, 65536, doc="width of the hidden fully connected layer")
+    dropout: float = _f(0.5, 0.0, 0.99, doc="dropout before the output layer")
+    augment: bool = _f(True, doc="random periodic shifts and box symmetries of the training grids")
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"), doc="auto: CUDA when available")
+    amp: bool = _f(False, doc="mixed precision (bfloat16 autocast) on CUDA")
+    check_sync: bool = _f(False, doc="verify after every step that all ranks hold identical "
+                                     "parameters (slow; for tests)")
+
+
+@dataclass(frozen=True)
+class GradcamSection:
+    layer: int = _f(-1, -3, 2, doc="convolution whose feature maps are used; -1 = the last")
+    batch_size: int = _f(32, 1, 65536, doc="samples per Grad-CAM batch")
+    model: str = _f("", doc="checkpoint to explain with; empty = this run directory's best model")
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"), doc="auto: CUDA when available")
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunSection = field(default_factory=RunSection)
     system: SystemSection = field(default_factory=SystemSection)
     prepare: PrepareSection = field(default_factory=PrepareSection)
     propensity: PropensitySection = field(default_factory=PropensitySection)
+    train: TrainSection = field(default_factory=TrainSection)
+    gradcam: GradcamSection = field(default_factory=GradcamSection)
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -101,6 +134,11 @@ class Config:
     @property
     def T_glass(self) -> float:
         return self.prepare.T_glass or self.sys.T_glass
+
+    @property
+    def n_grid(self) -> int:
+        """Grid points per axis of the CNN input (METHOD.md section 3 defaults)."""
+        return self.train.n_grid or (128 if self.sys.dim == 2 else 48)
 
     def split_counts(self) -> tuple[int, int, int]:
         """(train, validation, test) run counts; test takes what is left."""
@@ -128,11 +166,13 @@ def _allowed(meta: dict, typ: type) -> str:
 
 
 def _check_value(section: str, key: str, value: Any, type_name: str, meta) -> Any:
-    if type_name == "tuple[float, ...]":
+    if type_name in ("tuple[float, ...]", "tuple[int, ...]"):
+        item = type_name[6:-6]
         where = f"[{section}].{key} = {value!r}"
         if not isinstance(value, (list, tuple)) or not value:
-            raise ConfigError(f"{where}: expected a non-empty list of numbers, e.g. [1.0, 1.5]")
-        return tuple(_check_value(section, f"{key}[{i}]", v, "float", meta)
+            raise ConfigError(f"{where}: expected a non-empty list of {item}s, e.g. "
+                              + ("[1.0, 1.5]" if item == "float" else "[16, 32, 64]"))
+        return tuple(_check_value(section, f"{key}[{i}]", v, item, meta)
                      for i, v in enumerate(value))
     typ = {"int": int, "float": float, "str": str, "bool": bool}[type_name]
     where = f"[{section}].{key} = {value!r}"
@@ -232,6 +272,18 @@ def _check_cross(cfg: Config) -> None:
     if list(q.delta_targets) != sorted(set(q.delta_targets)):
         raise ConfigError(f"[propensity].delta_targets = {list(q.delta_targets)}: must be "
                           "strictly increasing")
+    t = cfg.train
+    for key in ("channels", "kernels", "strides"):
+        if len(getattr(t, key)) != 3:
+            raise ConfigError(f"[train].{key} = {list(getattr(t, key))}: give 3 values, one per "
+                              "convolution")
+    if any(k % 2 == 0 for k in t.kernels):
+        raise ConfigError(f"[train].kernels = {list(t.kernels)}: kernel sizes must be odd")
+    n_grid, stride = cfg.n_grid, math.prod(t.strides)
+    if n_grid % stride:
+        raise ConfigError(f"[train].n_grid = {n_grid}: must be divisible by the total stride "
+                          f"{stride} ([train].strides = {list(t.strides)}) so the feature maps "
+                          "tile the periodic box")
     L = cfg.sys.box_length(cfg.system.n_particles)
     if L <= 2 * cfg.sys.max_cutoff:
         n_min = math.ceil(cfg.sys.density * (2 * cfg.sys.max_cutoff) ** cfg.sys.dim) + 1

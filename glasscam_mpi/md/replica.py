@@ -68,8 +68,9 @@ def write_data_file(path, box: np.ndarray, positions: np.ndarray, types: np.ndar
              f"0 {float(box[0])!r} xlo xhi", f"0 {float(box[1])!r} ylo yhi", f"{zlo!r} {zhi!r} zlo zhi",
              "", "Atoms # atomic", ""]
     for i in range(n):
-        z = positions[i, 2] if d == 3 else 0.0
-        lines.append(f"{i + 1} {int(types[i]) + 1} {positions[i, 0]!r} {positions[i, 1]!r} {z!r}")
+        x, y = float(positions[i, 0]), float(positions[i, 1])
+        z = float(positions[i, 2]) if d == 3 else 0.0
+        lines.append(f"{i + 1} {int(types[i]) + 1} {x!r} {y!r} {z!r}")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
 

@@ -4,6 +4,7 @@ Each stage module has ``run(comm, run_dir, requested_config, ...)`` (every rank 
 and ``summarize(run_dir, config)`` (used by ``glasscam info``).
 """
 
-from glasscam_mpi.stages import indicators, prepare, propensity
+from glasscam_mpi.stages import gradcam, indicators, prepare, propensity, train
 
-STAGES = {"prepare": prepare, "indicators": indicators, "propensity": propensity}
+STAGES = {"prepare": prepare, "train": train, "gradcam": gradcam, "indicators": indicators,
+          "propensity": propensity}

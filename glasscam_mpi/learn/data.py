@@ -1,0 +1,88 @@
+"""Samples for the CNN from ``prepare.h5``: every ok run of a split gives two samples,
+its liquid (label 0) and its glass (label 1) configuration (paper section 3.1)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.learn.grid import GridSpec, to_grid_batch
+from glasscam_mpi.learn.model import GLASS, LIQUID
+
+SPLITS = {"train": 0, "validation": 1, "test": 2}
+
+
+def grid_spec_of(cfg: Config) -> GridSpec:
+    return GridSpec.for_system(cfg.sys, cfg.n_grid, width_factor=cfg.train.width_factor)
+
+
+def dataset_meta(cfg: Config, box: np.ndarray) -> dict:
+    """What a model must agree with to be applied to this dataset."""
+    g = grid_spec_of(cfg)
+    return {"system": cfg.system.name, "dim": cfg.sys.dim, "n_species": g.n_species,
+            "n_grid": g.n_grid, "widths": list(g.widths), "box": [float(b) for b in box]}
+
+
+def check_compatible(model_meta: dict, data_meta: dict, model_path: str | Path) -> None:
+    """Refuse a model trained on another system, dimension or grid (names both)."""
+    diffs = [f"{key}: model {model_meta.get(key)!r} vs dataset {data_meta.get(key)!r}"
+             for key in ("system", "dim", "n_species", "n_grid", "widths")
+             if model_meta.get(key) != data_meta.get(key)]
+    if diffs:
+        raise ConfigError(f"model {model_path} does not fit this dataset:\n  " + "\n  ".join(diffs)
+                          + "\nUse a model trained with the same [system] and [train] grid "
+                            "settings (n_grid, width_factor).")
+
+
+@dataclass
+class Split:
+    """Positions, types and labels of one split (2 samples per ok run)."""
+
+    name: str
+    runs: np.ndarray        # (n,) run index in prepare.h5 of each sample
+    labels: np.ndarray      # (n,) int64, 0 liquid / 1 glass
+    positions: np.ndarray   # (n, N, d)
+    types: np.ndarray       # (n, N)
+    box: np.ndarray         # (d,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_split(prepare_h5: Path | str, name: str) -> Split:
+    """Both classes of every ok run of split ``name``; refuses an empty or one-class split."""
+    import h5py
+
+    with h5py.File(prepare_h5, "r") as fh:
+        runs = np.flatnonzero((fh["split"][:] == SPLITS[name]) & (fh["status"][:] == 1))
+        if len(runs) == 0:
+            raise ConfigError(f"the {name} split of {prepare_h5} has no ok runs; raise "
+                              "[prepare].n_runs or the split fractions")
+        liquid, glass, types = fh["liquid"][runs], fh["glass"][runs], fh["types"][runs]
+        box = fh["box"][:]
+    n = len(runs)
+    labels = np.concatenate([np.full(n, LIQUID), np.full(n, GLASS)]).astype(np.int64)
+    if len(set(labels.tolist())) < 2:  # pragma: no cover - both classes come from every run
+        raise ConfigError(f"the {name} split has one class only")
+    return Split(name, np.concatenate([runs, runs]), labels,
+                 np.concatenate([liquid, glass]), np.concatenate([types, types]), box)
+
+
+def grid_split(split: Split, spec: GridSpec, indices: np.ndarray | None = None,
+               chunk: int = 256) -> np.ndarray:
+    """(n, S, n_grid, ...) float32 grids of the samples ``indices`` (default: all)."""
+    idx = np.arange(len(split)) if indices is None else np.asarray(indices)
+    out = np.empty((len(idx), *spec.shape), dtype=np.float32)
+    for lo in range(0, len(idx), chunk):
+        sel = idx[lo:lo + chunk]
+        out[lo:lo + len(sel)] = to_grid_batch(spec, split.box, split.positions[sel],
+                                              split.types[sel])
+    return out
+
+
+def meta_json(meta: dict) -> str:
+    return json.dumps(meta, sort_keys=True)

@@ -1,0 +1,174 @@
+"""Data parallelism for training: Horovod, torch.distributed (DDP), or a single process.
+
+One small interface over the three, so the training loop is written once:
+
+    par = open_backend("horovod" | "ddp" | "single", comm, device)
+    model = par.wrap_model(model)             # DDP wraps; Horovod/single return it
+    opt = par.wrap_optimizer(opt, model)      # Horovod: DistributedOptimizer
+    par.broadcast_state(model, opt)           # rank 0's parameters and optimizer state
+    ... loss.backward(); opt.step() ...       # gradients averaged over ranks
+    total = par.allreduce_sum(array)          # metrics (numpy, float64)
+
+Rank and size come from MPI (mpi4py's COMM_WORLD, under mpiexec or srun) for every
+backend, so there is one source of truth; Horovod is initialised on that communicator, and
+DDP's rendezvous address (rank 0's host and a free port) is broadcast over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+
+import numpy as np
+import torch
+
+BACKENDS = ("horovod", "ddp", "single")
+
+
+class BackendError(RuntimeError):
+    """A backend is not usable here (not installed, wrong launch, ...)."""
+
+
+def local_rank(comm) -> int:
+    """This rank's index among the ranks on its node (for picking a GPU)."""
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.Get_rank()
+    finally:
+        node.Free()
+
+
+def pick_device(choice: str, comm) -> torch.device:
+    """``auto``: this rank's GPU (local rank modulo the GPU count) when CUDA exists, else CPU."""
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise BackendError("device = 'cuda' but torch sees no CUDA GPU "
+                           f"(torch {torch.__version__}); use device = 'auto' or 'cpu'")
+    index = local_rank(comm) % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+class Single:
+    name = "single"
+
+    def __init__(self, comm, device: torch.device):
+        self.comm, self.device = comm, device
+        self.rank, self.size = 0, 1
+        if comm.Get_size() > 1:
+            raise BackendError(f"backend 'single' runs in one process, but {comm.Get_size()} "
+                               "ranks were started; use backend 'horovod' or 'ddp', or run "
+                               "without mpiexec")
+
+    def wrap_model(self, model):
+        return model
+
+    def unwrap(self, model):
+        return model
+
+    def wrap_optimizer(self, opt, model):
+        return opt
+
+    def broadcast_state(self, model, opt) -> None:
+        pass
+
+    def allreduce_sum(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64)
+
+    def close(self) -> None:
+        pass
+
+
+class Horovod(Single):
+    name = "horovod"
+
+    def __init__(self, comm, device: torch.device):
+        self.comm, self.device = comm, device
+        try:
+            import horovod.torch as hvd
+        except ImportError as exc:
+            raise BackendError(f"backend 'horovod' needs horovod.torch ({exc}); build it with "
+                               "'bash hpc/bootstrap.sh', or use backend 'ddp'") from None
+        self.hvd = hvd
+        hvd.init(comm=comm)
+        self.rank, self.size = hvd.rank(), hvd.size()
+        if (self.rank, self.size) != (comm.Get_rank(), comm.Get_size()):
+            raise BackendError(f"Horovod sees rank {self.rank} of {self.size}, MPI rank "
+                               f"{comm.Get_rank()} of {comm.Get_size()}")
+
+    def wrap_optimizer(self, opt, model):
+        return self.hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
+                                             op=self.hvd.Average)
+
+    def broadcast_state(self, model, opt) -> None:
+        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        self.hvd.broadcast_optimizer_state(opt, root_rank=0)
+
+    def allreduce_sum(self, x: np.ndarray) -> np.ndarray:
+        from mpi4py import MPI
+
+        return self.comm.allreduce(np.asarray(x, dtype=np.float64), op=MPI.SUM)
+
+    def close(self) -> None:
+        self.hvd.shutdown()
+
+
+class DDP(Single):
+    name = "ddp"
+
+    def __init__(self, comm, device: torch.device):
+        import torch.distributed as dist
+
+        self.comm, self.device, self.dist = comm, device, dist
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        address = None
+        if self.rank == 0:
+            with socket.socket() as s:
+                s.bind(("", 0))
+                address = f"tcp://{socket.gethostname()}:{s.getsockname()[1]}"
+        address = comm.bcast(address, root=0)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, init_method=address, rank=self.rank,
+                                world_size=self.size,
+                                device_id=device if device.type == "cuda" else None)
+
+    def wrap_model(self, model):
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    def unwrap(self, model):
+        return model.module
+
+    def broadcast_state(self, model, opt) -> None:
+        # DDP broadcasts parameters when it wraps the model; the optimizer state of a
+        # resumed run is broadcast here so every rank continues from rank 0's.
+        objs = [opt.state_dict() if self.rank == 0 else None]
+        self.dist.broadcast_object_list(objs, src=0)
+        opt.load_state_dict(objs[0])
+
+    def allreduce_sum(self, x: np.ndarray) -> np.ndarray:
+        from mpi4py import MPI
+
+        return self.comm.allreduce(np.asarray(x, dtype=np.float64), op=MPI.SUM)
+
+    def close(self) -> None:
+        self.dist.destroy_process_group()
+
+
+def open_backend(name: str, comm, device: torch.device):
+    if name not in BACKENDS:
+        raise BackendError(f"backend {name!r}; allowed: {', '.join(BACKENDS)}")
+    return {"horovod": Horovod, "ddp": DDP, "single": Single}[name](comm, device)
+
+
+def parameter_digest(model) -> str:
+    """SHA-1 of every parameter's bytes, in order (to compare models across ranks)."""
+    h = hashlib.sha1()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,374 @@
+"""Stage ``train``: the glass/liquid CNN, data-parallel over ranks (paper sections 3.1, 4.1).
+
+Backends (``[train].backend``): ``horovod`` (DistributedOptimizer, parameters and optimizer
+state broadcast from rank 0), ``ddp`` (torch.distributed; gloo on CPU, nccl on GPU) or
+``single``. Rank and size come from MPI in every case (mpiexec or srun).
+
+Determinism: the global mini-batch of ``batch_size`` samples is a seeded permutation of
+the training set (seed, epoch); each rank takes an equal part of it, and augmentation is
+drawn per global batch, so the optimisation sees the same batches whatever the rank count.
+Dropout is seeded per (epoch, rank). A resumed run repeats the uninterrupted loss curve.
+
+Files: ``RUN_DIR/train/checkpoint.pt`` (every epoch), ``best.pt`` (best validation
+accuracy, then loss), ``history.json``, ``curves.png``; at the end ``RUN_DIR/train.h5``:
+
+    attrs    stage, system, backend, ranks, device, model_spec (JSON), data_meta (JSON),
+             best_epoch, config
+    epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds   (n_epochs,)
+    test_accuracy    (2,) f8   [glass, liquid] with the best model (the paper's Table 2)
+    test_confusion   (2, 2) i8 rows true class, columns predicted (0 liquid, 1 glass)
+    test_counts      (2,) i8   [glass, liquid] test samples
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.parallel import bcast_from_root, injected, task_rng
+from glasscam_mpi.rundir import RunDir
+
+STAGE = "train"
+HELP = "train the glass/liquid CNN, data-parallel (Horovod, DDP or single)"
+DESCRIPTION = ("Train the CNN of the paper (section 3.1) on gridded liquid and glass samples "
+               "of prepare.h5, data-parallel over MPI ranks with [train].backend = horovod, "
+               "ddp or single. A checkpoint is written every epoch; --resume continues an "
+               "interrupted training exactly where it stopped. Writes train.h5 with the test "
+               "accuracy per class (the paper's Table 2).")
+PAPER_TABLE2 = {"KAM": (1.00, 0.998), "ABM": (1.00, 1.00)}
+
+
+def _files(rd: RunDir) -> dict[str, Path]:
+    d = rd.path / STAGE
+    return {"dir": d, "checkpoint": d / "checkpoint.pt", "best": d / "best.pt",
+            "history": d / "history.json", "curves": d / "curves.png"}
+
+
+def _save(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """A checkpoint, loaded with ``weights_only=True`` (tensors and plain data only)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"no model at {path}: run 'glasscam train' first") from None
+
+
+def _augment(x, rng: np.random.Generator, dim: int):
+    """Random periodic shift by whole grid cells, axis flips and (cubic box) axis
+    permutations: symmetries of the periodic box that keep the labels."""
+    import torch
+
+    n = x.shape[-1]
+    shifts = rng.integers(0, n, size=dim)
+    flips = rng.random(dim) < 0.5
+    perm = rng.permutation(dim)
+    axes = tuple(range(1, dim + 1))  # spatial axes of one sample (C, *grid)
+    x = torch.roll(x, shifts=tuple(int(s) for s in shifts), dims=axes)
+    flip_axes = [a for a, f in zip(axes, flips) if f]
+    if flip_axes:
+        x = torch.flip(x, dims=flip_axes)
+    return x.permute(0, *(1 + int(p) for p in perm))
+
+
+def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
+        resume: bool = False, restart: bool = False, progress_every: float = 5.0) -> dict:
+    """Train (every rank calls this). ``resume`` continues from the last checkpoint."""
+    rd = RunDir(run_dir)
+    rank = comm.Get_rank()
+    files = _files(rd)
+
+    def setup():
+        rd.lock("glasscam train")
+        if restart:  # before the config check: [train] may change on a restart
+            import shutil
+
+            stale = [p for p in (files["dir"], rd.stage_file(STAGE), rd.stage_file("gradcam"),
+                                 rd.path / "shards" / "gradcam") if p.exists()]
+            for p in stale:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            if stale:
+                print("train --restart: removed " + ", ".join(str(p) for p in stale), flush=True)
+        cfg = rd.resolve_config(requested)
+        if not rd.stage_file("prepare").exists():
+            raise ConfigError(f"{rd.path} has no prepare.h5: run 'glasscam prepare' first")
+        if rd.stage_file(STAGE).exists() and not restart:
+            return cfg, None, True
+        state = None
+        if files["checkpoint"].exists() and not restart:
+            ck = load_checkpoint(files["checkpoint"])
+            if not resume:
+                raise ConfigError(f"training in {rd.path} stopped after epoch {ck['epoch'] + 1} "
+                                  f"of {cfg.train.epochs} ({files['checkpoint']}): rerun with "
+                                  "--resume to continue from there, or --restart to start over")
+            state = files["checkpoint"]
+        files["dir"].mkdir(parents=True, exist_ok=True)
+        return cfg, state, False
+
+    try:
+        cfg, state_path, complete = bcast_from_root(comm, setup)
+        if complete:
+            if rank == 0:
+                print(f"train: {rd.stage_file(STAGE)} is already complete (--restart to retrain)")
+            return {"complete": True}
+        return _train(comm, rd, cfg, state_path, progress_every)
+    finally:
+        if rank == 0:
+            rd.unlock()
+
+
+def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from glasscam_mpi.learn.data import dataset_meta, grid_spec_of, grid_split, load_split
+    from glasscam_mpi.learn.distributed import open_backend, parameter_digest, pick_device
+    from glasscam_mpi.learn.model import GLASS, LIQUID, ModelSpec, build_model
+
+    t = cfg.train
+    rank, size = comm.Get_rank(), comm.Get_size()
+    files = _files(rd)
+    t_start = time.time()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    device = pick_device(t.device, comm)
+    if t.batch_size % size:
+        raise ConfigError(f"[train].batch_size = {t.batch_size} must be divisible by the "
+                          f"{size} ranks (each rank takes an equal part of every mini-batch)")
+    gspec = grid_spec_of(cfg)
+    train, val = (load_split(rd.stage_file("prepare"), s) for s in ("train", "validation"))
+    if len(train) < t.batch_size:
+        raise ConfigError(f"[train].batch_size = {t.batch_size} is larger than the "
+                          f"{len(train)} training samples; lower it or raise [prepare].n_runs")
+    meta = dataset_meta(cfg, train.box)
+    mspec = ModelSpec.for_grid(gspec, channels=t.channels, kernels=t.kernels, strides=t.strides,
+                               hidden=t.hidden, dropout=t.dropout)
+    par = open_backend(t.backend, comm, device)
+    torch.manual_seed(task_rng(cfg.run.seed, STAGE, "init").integers(2**62))
+    model = build_model(mspec).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    history: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_accuracy",
+                                               "val_loss", "val_accuracy", "seconds")}
+    best = {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf")}
+    first_epoch = 0
+    if state_path is not None:
+        ck = load_checkpoint(state_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        history, best, first_epoch = ck["history"], ck["best"], ck["epoch"] + 1
+    opt = par.wrap_optimizer(opt, model)
+    if state_path is None:
+        par.broadcast_state(model, opt)
+    # (a resumed run: every rank loaded the very same checkpoint file, nothing to broadcast;
+    # Horovod's optimizer-state broadcast is not an identity and would bend the loss curve)
+    net = par.wrap_model(model)
+
+    # every rank grids the whole training set once (batches are global permutations);
+    # validation is split over the ranks
+    X = torch.from_numpy(grid_split(train, gspec))
+    y = torch.from_numpy(train.labels)
+    val_idx = np.arange(len(val))[rank::size]
+    Xv, yv = torch.from_numpy(grid_split(val, gspec, val_idx)), torch.from_numpy(val.labels[val_idx])
+    n_batches = len(train) // t.batch_size
+    local = t.batch_size // size
+    amp = t.amp and device.type == "cuda"
+    crashes = injected("GLASSCAM_INJECT_CRASH", STAGE)
+    if rank == 0:
+        print(f"train: {cfg.system.name} {len(train)} train / {len(val)} validation samples, "
+              f"grid {gspec.n_grid}^{gspec.dim} x {gspec.n_species} ch, backend {par.name} on "
+              f"{size} rank(s), {device.type}; epochs {first_epoch + 1}..{t.epochs}, "
+              f"{n_batches} steps of {t.batch_size} per epoch", flush=True)
+    steps_checked = 0
+    for epoch in range(first_epoch, t.epochs):
+        if epoch in crashes:
+            raise RuntimeError(f"injected crash in train epoch {epoch}")
+        t0 = time.time()
+        torch.manual_seed(task_rng(cfg.run.seed, STAGE, "dropout", epoch, rank).integers(2**62))
+        perm = task_rng(cfg.run.seed, STAGE, "epoch", epoch).permutation(len(train))
+        net.train()
+        sums = np.zeros(3)  # loss * n, correct, n
+        for b in range(n_batches):
+            batch = perm[b * t.batch_size:(b + 1) * t.batch_size]
+            aug = task_rng(cfg.run.seed, STAGE, "augment", epoch, b)
+            mine = batch[rank * local:(rank + 1) * local]
+            xb = X[mine]
+            if t.augment:
+                rngs = [np.random.default_rng(s) for s in aug.integers(2**62, size=len(batch))]
+                xb = torch.stack([_augment(x, r, gspec.dim)
+                                  for x, r in zip(xb, rngs[rank * local:(rank + 1) * local])])
+            xb, yb = xb.to(device), y[mine].to(device)
+            opt.zero_grad()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = net(xb)
+                loss = F.cross_entropy(logits.float(), yb)
+            loss.backward()
+            opt.step()
+            sums += [loss.item() * len(yb), (logits.argmax(1) == yb).sum().item(), len(yb)]
+            if t.check_sync:
+                digests = comm.allgather(parameter_digest(model))
+                if len(set(digests)) != 1:
+                    raise RuntimeError(f"parameters differ between ranks after epoch {epoch} "
+                                       f"step {b}: {digests}")
+                steps_checked += 1
+        tr = par.allreduce_sum(sums)
+        va = par.allreduce_sum(_evaluate(net, Xv, yv, device, amp)[0])
+        history["epoch"].append(epoch)
+        history["train_loss"].append(float(tr[0] / tr[2]))
+        history["train_accuracy"].append(float(tr[1] / tr[2]))
+        history["val_loss"].append(float(va[0] / va[2]))
+        history["val_accuracy"].append(float(va[1] / va[2]))
+        history["seconds"].append(time.time() - t0)
+        is_best = (history["val_accuracy"][-1], -history["val_loss"][-1]) > \
+            (best["val_accuracy"], -best["val_loss"])
+        if is_best:
+            best = {"epoch": epoch, "val_accuracy": history["val_accuracy"][-1],
+                    "val_loss": history["val_loss"][-1]}
+        if rank == 0:
+            state = {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "history": history, "best": best, "model_spec": mspec.to_dict(),
+                     "data_meta": meta, "backend": par.name}
+            if is_best:
+                _save({k: v for k, v in state.items() if k != "optimizer"}, files["best"])
+            _save(state, files["checkpoint"])
+            files["history"].write_text(json.dumps(history, indent=1) + "\n")
+            print(f"train: epoch {epoch + 1}/{t.epochs} loss {history['train_loss'][-1]:.4f} "
+                  f"acc {history['train_accuracy'][-1]:.3f} | validation loss "
+                  f"{history['val_loss'][-1]:.4f} acc {history['val_accuracy'][-1]:.3f} | "
+                  f"{history['seconds'][-1]:.1f} s{'  *best' if is_best else ''}", flush=True)
+        comm.Barrier()  # the checkpoint of this epoch exists before anyone goes on
+
+    # the best model on the test set, split over the ranks
+    test = load_split(rd.stage_file("prepare"), "test")
+    test_idx = np.arange(len(test))[rank::size]
+    best_state = load_checkpoint(files["best"])
+    model.load_state_dict(best_state["model"])
+    _, pred = _evaluate(model, torch.from_numpy(grid_split(test, gspec, test_idx)),
+                        torch.from_numpy(test.labels[test_idx]), device, amp)
+    confusion = np.zeros((2, 2))
+    np.add.at(confusion, (test.labels[test_idx], pred), 1)
+    confusion = par.allreduce_sum(confusion).astype(np.int64)
+    counts = confusion.sum(axis=1)
+    acc = {"glass": confusion[GLASS, GLASS] / counts[GLASS],
+           "liquid": confusion[LIQUID, LIQUID] / counts[LIQUID]}
+    par.close()
+    if rank == 0:
+        _write_h5(rd, cfg, history, best, mspec, meta, acc, confusion, par.name, size,
+                  device.type)
+        _plot(files["curves"], history, cfg.system.name)
+        paper = PAPER_TABLE2.get(cfg.system.name)
+        print("train: test accuracy (the paper's Table 2)\n"
+              f"  {'':<16} {'glass':>7} {'liquid':>7}\n"
+              f"  {cfg.system.name + ' (this run)':<16} {acc['glass']:>7.3f} {acc['liquid']:>7.3f}"
+              + (f"\n  {cfg.system.name + ' (paper)':<16} {paper[0]:>7.3f} {paper[1]:>7.3f}"
+                 if paper else ""), flush=True)
+        if t.check_sync:
+            print(f"train: parameters identical on all {size} ranks after each of "
+                  f"{steps_checked} steps (checked)", flush=True)
+        rd.write_log(STAGE, {"stage": STAGE, "ranks": size, "backend": par.name,
+                             "device": device.type, "seconds_total": time.time() - t_start,
+                             "epochs_run": t.epochs - first_epoch, "steps_checked": steps_checked,
+                             "samples_per_s": _rate(history, len(train), first_epoch)})
+    return {"complete": True, "test_accuracy": acc}
+
+
+def _rate(history: dict, n_train: int, first_epoch: int) -> float:
+    secs = history["seconds"][first_epoch:]
+    return n_train * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
+
+
+def _evaluate(model, X, y, device, amp: bool, batch: int = 256):
+    """(loss * n, correct, n) and the predictions, in eval mode."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    loss, correct, preds = 0.0, 0, []
+    with torch.no_grad():
+        for lo in range(0, len(y), batch):
+            xb, yb = X[lo:lo + batch].to(device), y[lo:lo + batch].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(xb).float()
+            loss += F.cross_entropy(logits, yb, reduction="sum").item()
+            p = logits.argmax(1)
+            correct += (p == yb).sum().item()
+            preds.append(p.cpu().numpy())
+    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    return np.array([loss, correct, len(y)], dtype=np.float64), pred
+
+
+def _write_h5(rd, cfg, history, best, mspec, meta, acc, confusion, backend, size, device):
+    import h5py
+
+    from glasscam_mpi import __version__
+
+    path = rd.stage_file(STAGE)
+    tmp = path.with_suffix(".h5.partial")
+    with h5py.File(tmp, "w") as fh:
+        fh.attrs.update({"stage": STAGE, "system": cfg.system.name, "backend": backend,
+                         "ranks": size, "device": device, "model_spec": mspec.to_json(),
+                         "data_meta": json.dumps(meta), "best_epoch": best["epoch"],
+                         "config": cfg.to_toml(), "glasscam_version": __version__})
+        for key, values in history.items():
+            fh.create_dataset(key, data=np.asarray(values))
+        fh["test_accuracy"] = np.array([acc["glass"], acc["liquid"]])
+        fh["test_accuracy"].attrs["classes"] = "glass,liquid"
+        fh["test_confusion"] = confusion
+        fh["test_confusion"].attrs["axes"] = "rows true, columns predicted; 0 liquid, 1 glass"
+        fh["test_counts"] = np.array([confusion[1].sum(), confusion[0].sum()])
+    os.replace(tmp, path)
+
+
+def _plot(path: Path, history: dict, system: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = np.asarray(history["epoch"]) + 1
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
+    a.plot(ep, history["train_loss"], label="train")
+    a.plot(ep, history["val_loss"], label="validation")
+    a.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{system}: loss")
+    b.plot(ep, history["train_accuracy"], label="train")
+    b.plot(ep, history["val_accuracy"], label="validation")
+    b.set(xlabel="epoch", ylabel="accuracy", title=f"{system}: accuracy", ylim=(0, 1.02))
+    for ax in (a, b):
+        ax.legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summarize(rd: RunDir, cfg: Config) -> dict:
+    files = _files(rd)
+    out: dict = {"complete": rd.stage_file(STAGE).exists()}
+    if not out["complete"]:
+        if files["history"].exists():
+            h = json.loads(files["history"].read_text())
+            out["epochs_done"] = len(h["epoch"])
+            out["epochs_total"] = cfg.train.epochs
+        return out
+    import h5py
+
+    with h5py.File(rd.stage_file(STAGE), "r") as fh:
+        acc = fh["test_accuracy"][:]
+        out.update(backend=str(fh.attrs["backend"]), ranks=int(fh.attrs["ranks"]),
+                   device=str(fh.attrs["device"]), best_epoch=int(fh.attrs["best_epoch"]) + 1,
+                   epochs=len(fh["epoch"]),
+                   final_val_accuracy=round(float(fh["val_accuracy"][-1]), 4))
+    out["test_accuracy"] = {"glass": round(float(acc[0]), 4), "liquid": round(float(acc[1]), 4)}
+    paper = PAPER_TABLE2.get(cfg.system.name)
+    if paper:
+        out["test_accuracy_paper"] = {"glass": paper[0], "liquid": paper[1]}
+    return out

@@ -1,0 +1,162 @@
+"""``glasscam train`` (Horovod, DDP, single) and ``glasscam gradcam`` under real mpiexec on
+the tiny prepared run directory: parameters checked identical on every rank after every
+step, resume reproduces the uninterrupted loss curve, Grad-CAM output equals a direct
+computation, and wrong models or splits are refused."""
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_TOML, glasscam
+
+pytestmark = pytest.mark.mpi
+
+TRAIN_TOML = """
+[train]
+backend = "{backend}"
+epochs = {epochs}
+batch_size = 4
+n_grid = 32
+channels = [4, 8, 8]
+hidden = 16
+check_sync = true
+"""
+
+
+def _config(path, backend="horovod", epochs=3, extra=""):
+    path.write_text(TINY_TOML + TRAIN_TOML.format(backend=backend, epochs=epochs) + extra)
+    return ["--config", str(path)]
+
+
+def _copy_prepared(src, dst):
+    dst.mkdir(parents=True)
+    for name in ("prepare.h5", "config.toml"):
+        shutil.copy(src / name, dst / name)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_prepared, tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    rd = _copy_prepared(tiny_prepared, base / "hvd")
+    res = glasscam(["train", "--run-dir", str(rd), *_config(base / "c.toml")], n=2)
+    return rd, res
+
+
+@pytest.mark.parametrize("backend", ["horovod", "ddp"])
+def test_backends_train_with_identical_parameters_on_every_rank(backend, trained, tiny_prepared,
+                                                                tmp_path):
+    if backend == "horovod":
+        rd, res = trained
+    else:
+        rd = _copy_prepared(tiny_prepared, tmp_path / backend)
+        res = glasscam(["train", "--run-dir", str(rd), *_config(tmp_path / "c.toml", backend)],
+                       n=2)
+    assert f"backend {backend} on 2 rank(s)" in res.stdout
+    # 6 runs: 3 train runs = 6 samples -> 1 step of 4 per epoch, 3 epochs
+    assert "parameters identical on all 2 ranks after each of 3 steps (checked)" in res.stdout
+    with h5py.File(rd / "train.h5", "r") as fh:
+        assert fh.attrs["backend"] == backend and fh.attrs["ranks"] == 2
+        assert len(fh["train_loss"]) == 3 and np.isfinite(fh["train_loss"][:]).all()
+        acc = fh["test_accuracy"][:]
+        assert acc.shape == (2,) and ((0 <= acc) & (acc <= 1)).all()
+        with h5py.File(rd / "prepare.h5", "r") as prep:
+            n_test = int(((prep["split"][:] == 2) & (prep["status"][:] == 1)).sum())
+        assert fh["test_confusion"][:].sum() == 2 * n_test  # liquid + glass of each test run
+    assert (rd / "train" / "curves.png").stat().st_size > 1000
+    ck = torch.load(rd / "train" / "best.pt", weights_only=True)
+    assert ck["data_meta"]["system"] == "KAM" and ck["data_meta"]["n_grid"] == 32
+
+
+def test_single_backend_refuses_several_ranks(tiny_prepared, tmp_path):
+    rd = _copy_prepared(tiny_prepared, tmp_path / "single")
+    res = glasscam(["train", "--run-dir", str(rd), *_config(tmp_path / "c.toml", "single")],
+                   n=2, check=False)
+    assert res.returncode != 0 and "backend 'single' runs in one process" in res.stderr
+
+
+@pytest.mark.parametrize("backend", ["ddp", "horovod"])
+def test_resume_continues_the_same_loss_curve(tiny_prepared, tmp_path, backend):
+    ref = _copy_prepared(tiny_prepared, tmp_path / "ref")
+    conf = _config(tmp_path / "c.toml", backend, epochs=4)
+    glasscam(["train", "--run-dir", str(ref), *conf], n=2)
+    rd = _copy_prepared(tiny_prepared, tmp_path / "cut")
+    res = glasscam(["train", "--run-dir", str(rd), *conf], n=2, check=False,
+                   env={"GLASSCAM_INJECT_CRASH": "train:2"})
+    assert res.returncode != 0 and "injected crash in train epoch 2" in res.stderr
+    res = glasscam(["train", "--run-dir", str(rd)], n=2, check=False)
+    assert res.returncode == 2 and "rerun with --resume" in res.stderr
+    res = glasscam(["train", "--run-dir", str(rd), "--resume"], n=2)
+    assert "epochs 3..4" in res.stdout
+    with h5py.File(ref / "train.h5", "r") as a, h5py.File(rd / "train.h5", "r") as b:
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            if backend == "ddp":
+                np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)
+            else:  # two uninterrupted Horovod runs already differ by ~2e-4 (not understood yet)
+                np.testing.assert_array_equal(a[key][:2], b[key][:2], err_msg=key)
+                np.testing.assert_allclose(a[key][:], b[key][:], rtol=2e-3, err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def explained(trained):
+    rd, _ = trained
+    glasscam(["gradcam", "--run-dir", str(rd)], n=2)
+    return rd
+
+
+def test_gradcam_equals_direct_computation(explained):
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.learn import GridSpec, build_model, gradcam_particles
+    from glasscam_mpi.learn.model import ModelSpec
+
+    rd = explained
+    cfg = load_config(path=rd / "config.toml")
+    ck = torch.load(rd / "train" / "best.pt", weights_only=True)
+    model = build_model(ModelSpec.from_dict(ck["model_spec"]))
+    model.load_state_dict(ck["model"])
+    spec = GridSpec.for_system(cfg.sys, 32, width_factor=0.5)
+    with h5py.File(rd / "prepare.h5", "r") as prep, h5py.File(rd / "gradcam.h5", "r") as out:
+        runs = out["runs"][:]
+        np.testing.assert_array_equal(
+            runs, np.flatnonzero((prep["split"][:] == 2) & (prep["status"][:] == 1)))
+        gamma = out["gamma"][:]
+        assert gamma.shape == (len(runs), 2, 64) and (gamma >= 0).all()
+        for row, r in enumerate(runs):
+            pos = np.stack([prep["liquid"][r], prep["glass"][r]])
+            want, p = gradcam_particles(model, spec, prep["box"][:], pos, prep["types"][r])
+            np.testing.assert_allclose(gamma[row], want, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(out["p_glass"][row], p, rtol=1e-5)
+            np.testing.assert_array_equal(out["predicted"][row], (p > 0.5).astype(np.int8))
+
+
+def test_info_shows_table2_and_gradcam(explained):
+    info = json.loads(glasscam(["info", str(explained)]).stdout)
+    tr = info["stages"]["train"]
+    assert tr["complete"] and tr["backend"] == "horovod"
+    assert set(tr["test_accuracy"]) == {"glass", "liquid"}
+    assert tr["test_accuracy_paper"] == {"glass": 1.0, "liquid": 0.998}
+    assert info["stages"]["gradcam"]["tasks"]["done"] == info["stages"]["prepare"][
+        "split_ok_runs"]["test"]
+
+
+def test_model_of_another_grid_is_refused(explained, tiny_prepared, tmp_path):
+    rd = _copy_prepared(tiny_prepared, tmp_path / "other")
+    model = explained / "train" / "best.pt"
+    conf = _config(tmp_path / "c.toml", extra=f'\n[gradcam]\nmodel = "{model}"\n')
+    (tmp_path / "c.toml").write_text((tmp_path / "c.toml").read_text().replace("n_grid = 32",
+                                                                               "n_grid = 64"))
+    res = glasscam(["gradcam", "--run-dir", str(rd), *conf], n=2, check=False)
+    assert res.returncode == 2
+    assert "does not fit this dataset" in res.stderr
+    assert "n_grid: model 32 vs dataset 64" in res.stderr
+
+
+def test_batch_not_divisible_by_ranks_is_refused(tiny_prepared, tmp_path):
+    rd = _copy_prepared(tiny_prepared, tmp_path / "odd")
+    res = glasscam(["train", "--run-dir", str(rd), *_config(tmp_path / "c.toml")], n=3,
+                   check=False)
+    assert res.returncode == 2 and "batch_size = 4 must be divisible by the 3 ranks" in res.stderr
