@@ -24,6 +24,9 @@ def test_rendered_script_matches_golden_file():
 def test_gpu_lines_only_for_gpu_stages(tmp_path):
     prof = load_profile("generic")
     assert "--gpus-per-node" not in render("propensity", prof, tmp_path)
+    train = render("train", prof, tmp_path)
+    assert "#SBATCH --gpus-per-node=4" in train and "train --resume --run-dir" in train
+    assert "#SBATCH --gpus-per-node=4" in render("gradcam", prof, tmp_path)
 
 
 def test_chain_uses_afterok_and_parses_ids():
