@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 # Thread counts are set per rank on purpose: one MD task or analysis per rank and core.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -38,6 +39,10 @@ def _requested(args):
 
     if not (args.preset or args.config or args.overrides):
         return None  # continue with the run directory's saved config
+    saved = Path(args.run_dir) / "config.toml" if getattr(args, "run_dir", None) else None
+    if not (args.preset or args.config) and saved is not None and saved.exists():
+        # --set alone on an existing run directory changes its saved config
+        return load_config(path=saved, overrides=args.overrides)
     return load_config(preset=args.preset, path=args.config, overrides=args.overrides)
 
 

@@ -36,3 +36,22 @@ def test_env_reports_the_one_mpi_stack():
     assert "MPICH" in out or "MPI" in out
     assert "parallel" in out          # h5py built with MPI by the bootstrap
     assert "lj/smooth/linear ok" in out
+
+
+def test_set_alone_changes_the_saved_config_of_a_run_directory(tmp_path):
+    """``--set`` without --preset/--config applies on top of the run directory's config
+    (not on top of the defaults, which would look like a change of [system] and [prepare])."""
+    from glasscam_mpi.config import load_config
+
+    rd = tmp_path / "run"
+    rd.mkdir()
+    (rd / "config.toml").write_text(load_config(preset="demo").to_toml())
+    res = glasscam(["train", "--run-dir", str(rd), "--set", "train.epochs=3"], check=False)
+    assert res.returncode == 2 and "has no prepare.h5" in res.stderr, res.stderr
+    saved = load_config(path=rd / "config.toml")
+    assert saved.train.epochs == 3 and saved.system.n_particles == 200
+    assert saved.prepare == load_config(preset="demo").prepare
+    # a frozen section is still refused, naming the field
+    res = glasscam(["train", "--run-dir", str(rd), "--set", "system.n_particles=300"],
+                   check=False)
+    assert res.returncode == 2 and "[system].n_particles: 200 -> 300" in res.stderr

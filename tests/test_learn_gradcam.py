@@ -88,6 +88,28 @@ def test_batched_gradcam_matches_per_sample_reference(layer, target):
     torch.testing.assert_close(res.p_glass, torch.softmax(logits, 1)[:, 1])
 
 
+@pytest.mark.parametrize("layer", [0, 2])
+def test_gradcam_applies_the_input_standardisation_like_forward(layer):
+    """A model that standardises its input, fed x, gives the Grad-CAM and logits of the same
+    model without standardisation fed (x - mean) / scale."""
+    x = torch.rand(3, 2, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    mean, scale = torch.tensor([0.4, 0.6]), torch.tensor([0.25, 0.5])
+    plain, normed = _tiny_model(), _tiny_model()
+    normed.set_input_normalization(mean, scale)
+    shape = (1, 2, 1, 1)
+    ref = gradcam(plain, (x - mean.double().view(shape)) / scale.double().view(shape), layer=layer)
+    res = gradcam(normed, x, layer=layer)
+    torch.testing.assert_close(res.cam, ref.cam)
+    torch.testing.assert_close(res.logits, ref.logits)
+    assert float(ref.cam.max()) > 0
+    with torch.no_grad():
+        torch.testing.assert_close(normed(x), res.logits)
+    # and the standardisation really changes what the network sees
+    assert not torch.allclose(gradcam(plain, x, layer=layer).logits, res.logits)
+    with pytest.raises(ValueError, match="scale > 0"):
+        normed.set_input_normalization(mean, torch.tensor([1.0, 0.0]))
+
+
 def test_layer_minus_one_is_the_last_layer_and_layers_differ():
     model = _tiny_model()
     x = torch.rand(2, 2, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(5))

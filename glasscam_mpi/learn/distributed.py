@@ -5,7 +5,7 @@ One small interface over the three, so the training loop is written once:
     par = open_backend("horovod" | "ddp" | "single", comm, device)
     model = par.wrap_model(model)             # DDP wraps; Horovod/single return it
     opt = par.wrap_optimizer(opt, model)      # Horovod: DistributedOptimizer
-    par.broadcast_state(model, opt)           # rank 0's parameters and optimizer state
+    par.broadcast_parameters(model)           # rank 0's parameters and buffers
     ... loss.backward(); opt.step() ...       # gradients averaged over ranks
     total = par.allreduce_sum(array)          # metrics (numpy, float64)
 
@@ -72,7 +72,7 @@ class Single:
     def wrap_optimizer(self, opt, model):
         return opt
 
-    def broadcast_state(self, model, opt) -> None:
+    def broadcast_parameters(self, model) -> None:
         pass
 
     def allreduce_sum(self, x: np.ndarray) -> np.ndarray:
@@ -103,9 +103,12 @@ class Horovod(Single):
         return self.hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
                                              op=self.hvd.Average)
 
-    def broadcast_state(self, model, opt) -> None:
+    def broadcast_parameters(self, model) -> None:
+        # Parameters only. hvd.broadcast_optimizer_state() on a fresh Adam first takes a
+        # step with zero gradients to create the state: that advances Adam's step count and
+        # so changes the bias correction of every later step. A fresh optimizer is the same
+        # on every rank anyway, and a resumed one is loaded from one checkpoint file.
         self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-        self.hvd.broadcast_optimizer_state(opt, root_rank=0)
 
     def allreduce_sum(self, x: np.ndarray) -> np.ndarray:
         from mpi4py import MPI
@@ -144,12 +147,8 @@ class DDP(Single):
     def unwrap(self, model):
         return model.module
 
-    def broadcast_state(self, model, opt) -> None:
-        # DDP broadcasts parameters when it wraps the model; the optimizer state of a
-        # resumed run is broadcast here so every rank continues from rank 0's.
-        objs = [opt.state_dict() if self.rank == 0 else None]
-        self.dist.broadcast_object_list(objs, src=0)
-        opt.load_state_dict(objs[0])
+    def broadcast_parameters(self, model) -> None:
+        pass  # DistributedDataParallel broadcasts rank 0's parameters and buffers as it wraps
 
     def allreduce_sum(self, x: np.ndarray) -> np.ndarray:
         from mpi4py import MPI

@@ -105,7 +105,7 @@ def gradcam(model: GlassCNN, x, layer: int = -1, target: int = GLASS) -> GradCAM
     model.eval()
     try:
         with torch.no_grad():
-            a = x
+            a = model.normalize(x)
             for i in range(layer + 1):
                 a = model.block(i, a)
         a.requires_grad_(True)

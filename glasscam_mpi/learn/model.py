@@ -166,6 +166,10 @@ class GlassCNN(nn.Module):
         self.convs = nn.ModuleList(
             conv(ci, co, kernel_size=k, stride=s, padding=k // 2, padding_mode="circular")
             for ci, co, k, s in zip(c_in, spec.channels, spec.kernels, spec.strides))
+        # per-channel standardisation of the input, (x - mean) / scale: set from the training
+        # set by set_input_normalization(); buffers, so checkpoints carry them
+        self.register_buffer("input_mean", torch.zeros(spec.in_channels))
+        self.register_buffer("input_scale", torch.ones(spec.in_channels))
         self.fc1 = nn.Linear(spec.flat_size, spec.hidden)
         self.dropout = nn.Dropout(spec.dropout)
         self.fc2 = nn.Linear(spec.hidden, 2)
@@ -181,6 +185,26 @@ class GlassCNN(nn.Module):
             raise ValueError(f"input must have shape (B, {', '.join(map(str, want))}) for "
                              f"this model; got {tuple(x.shape)}")
 
+    def set_input_normalization(self, mean, scale) -> None:
+        """Standardise input channel c as (x_c - mean[c]) / scale[c] before the first
+        convolution (the trainer passes the training set's per-channel mean and std)."""
+        mean = torch.as_tensor(mean, dtype=self.input_mean.dtype).reshape(-1)
+        scale = torch.as_tensor(scale, dtype=self.input_scale.dtype).reshape(-1)
+        if mean.numel() != self.spec.in_channels or scale.numel() != self.spec.in_channels:
+            raise ValueError(f"input normalization needs {self.spec.in_channels} means and "
+                             f"scales (one per channel); got {mean.numel()} and {scale.numel()}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"input normalization must be finite with scale > 0; got mean "
+                             f"{mean.tolist()}, scale {scale.tolist()}")
+        with torch.no_grad():
+            self.input_mean.copy_(mean)
+            self.input_scale.copy_(scale)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The standardised input (an affine map per channel)."""
+        shape = (1, -1) + (1,) * self.spec.dim
+        return (x - self.input_mean.view(shape)) / self.input_scale.view(shape)
+
     def block(self, layer: int, a: torch.Tensor) -> torch.Tensor:
         """Convolution ``layer`` followed by its ReLU."""
         return torch.relu(self.convs[layer](a))
@@ -188,19 +212,30 @@ class GlassCNN(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The three post-ReLU feature maps, [(B, C_l, n_l, ...) for l = 0, 1, 2]."""
         self.check_input(x)
+        x = self.normalize(x)
         out = []
         for layer in range(self.n_layers):
             x = self.block(layer, x)
             out.append(x)
         return out
 
-    def head(self, a: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 2) from the last feature maps (B, channels[-1], n / S, ...)."""
-        h = torch.relu(self.fc1(a.flatten(1)))
-        return self.fc2(self.dropout(h))
+    def head(self, a: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, 2) from the last feature maps (B, channels[-1], n / S, ...).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)[-1])
+        ``dropout_mask`` (B, hidden) of 0/1, in training mode: the units to keep, instead of
+        a fresh random draw (the trainer draws one mask per global mini-batch, so training
+        does not depend on how the batch is split over ranks).
+        """
+        h = torch.relu(self.fc1(a.flatten(1)))
+        if dropout_mask is None or not self.training or self.spec.dropout == 0.0:
+            return self.fc2(self.dropout(h))
+        if dropout_mask.shape != h.shape:
+            raise ValueError(f"dropout_mask must have shape {tuple(h.shape)}; "
+                             f"got {tuple(dropout_mask.shape)}")
+        return self.fc2(h * dropout_mask.to(h.dtype) / (1.0 - self.spec.dropout))
+
+    def forward(self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x)[-1], dropout_mask)
 
 
 def build_model(spec: ModelSpec) -> GlassCNN:
