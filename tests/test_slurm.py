@@ -150,3 +150,47 @@ def test_stage_chain_runs_in_order_on_real_slurm(local_slurm, tmp_path):
         assert (run_dir / f"{stage}.h5").exists()
     info = json.loads(glasscam(["info", str(run_dir)]).stdout)
     assert info["complete"] == ["prepare", "indicators", "propensity"]
+
+
+@pytest.mark.slurm
+def test_train_job_resubmitted_after_a_crash_resumes_then_gradcam_runs(local_slurm, tiny_prepared,
+                                                                       tmp_path):
+    """The train job script (srun, Horovod) crashes in epoch 3; the same stage submitted
+    again continues from the checkpoint and gives the loss curve of an uninterrupted
+    mpiexec run, bit for bit; the gradcam job then runs after it (afterok)."""
+    import shutil
+
+    import h5py
+    import numpy as np
+    from test_mpi_train_gradcam import TRAIN_TOML
+
+    from conftest import TINY_TOML
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY_TOML + TRAIN_TOML.format(backend="horovod", epochs=4))
+    runs = {}
+    for name in ("ref", "slurm"):
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        for f in ("prepare.h5", "config.toml"):
+            shutil.copy(tiny_prepared / f, runs[name] / f)
+    glasscam(["train", "--config", str(cfg), "--run-dir", str(runs["ref"])], n=2)
+
+    rd = runs["slurm"]
+    res = glasscam(["submit", "train", "--profile", "local", "--config", str(cfg),
+                    "--run-dir", str(rd)], env={"GLASSCAM_INJECT_CRASH": "train:2"})
+    job = res.stdout.split("job ")[1].split()[0]
+    assert _wait_for(job) == "FAILED"
+    assert "injected crash in train epoch 2" in (rd / "logs" / f"slurm-train-{job}.out").read_text()
+    assert not (rd / "train.h5").exists() and (rd / "train" / "checkpoint.pt").exists()
+
+    res = glasscam(["submit", "train", "gradcam", "--profile", "local", "--run-dir", str(rd)])
+    jobs = [line.split("job ")[1] for line in res.stdout.splitlines() if ": job " in line]
+    assert [_wait_for(j) for j in jobs] == ["COMPLETED"] * 2
+    out = (rd / "logs" / f"slurm-train-{jobs[0]}.out").read_text()
+    assert "backend horovod on 2 rank(s)" in out and "epochs 3..4" in out
+    with h5py.File(runs["ref"] / "train.h5", "r") as a, h5py.File(rd / "train.h5", "r") as b:
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)
+    with h5py.File(rd / "gradcam.h5", "r") as fh:
+        assert fh["gamma"].shape == (len(fh["runs"]), 2, 64) and (fh["gamma"][:] >= 0).all()

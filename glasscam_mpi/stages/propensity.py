@@ -236,19 +236,29 @@ def propensity_mean(cage_disp: np.ndarray) -> np.ndarray:
 
 
 def at_targets(t: np.ndarray, prop: np.ndarray, targets: np.ndarray):
-    """Propensity field where delta(t) = mean_i prop first passes each target.
+    """Propensity field where delta(t) = mean_i prop first reaches each target.
 
-    Linear interpolation in delta between the two recorded times around the crossing;
-    NaN where delta never reaches the target, or is already past it at the first time.
+    ``t`` (n_times,) recorded times > 0 (log-spaced), ``prop`` (n_times, N), ``targets``
+    (k,). With b the first record where delta >= target and a = b - 1, the weight
+    w = (target - delta[a]) / (delta[b] - delta[a]) interpolates the field linearly in delta
+    and the time linearly in log t (t_a^(1-w) t_b^w: exact where delta grows like log t,
+    as it does between the cage plateau and diffusion). A target equal to delta at the
+    first record is reached there; NaN (field and time) where delta never reaches the
+    target, or is already past it at the first record. A frame with any NaN (replicas
+    stopped early) counts as not recorded.
     """
     delta = prop.mean(axis=1)
     fields = np.full((len(targets), prop.shape[1]), np.nan, dtype=np.float32)
     times = np.full(len(targets), np.nan)
     for j, target in enumerate(targets):
         above = np.flatnonzero(np.isfinite(delta) & (delta >= target))
-        if len(above) == 0 or above[0] == 0:
+        if len(above) == 0:
             continue
         b = above[0]
+        if b == 0:
+            if delta[0] == target:
+                fields[j], times[j] = prop[0], t[0]
+            continue
         a = b - 1
         w = (target - delta[a]) / (delta[b] - delta[a])
         fields[j] = (1 - w) * prop[a] + w * prop[b]

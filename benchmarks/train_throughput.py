@@ -1,0 +1,167 @@
+"""Training throughput of ``glasscam train`` per backend and rank count, Grad-CAM throughput,
+and the projected time of the paper's training job. Prints JSON.
+
+What runs is the real stage, as a user runs it: a small real dataset is made once with
+``glasscam prepare`` (paper-kam system, N = 2000, a fast ramp: the configurations' physics
+does not change the cost of a training step), then ``mpiexec -n K glasscam train`` runs for
+each (backend, K) on a copy of it with the paper's default CNN and grid (128^2 in 2D) unless
+told otherwise. The rate of one configuration is the training samples per second of the
+optimisation steps (``train.h5``'s ``train_seconds``), median over the epochs after the
+first (warm-up); the per-epoch overhead (validation, checkpoint) is reported apart.
+
+    scaling efficiency(K) = rate(backend, K ranks) / (K * rate(single, 1 rank))
+
+The paper's job (8000 training samples x 250 epochs, section 4.1; 8 h on a Quadro P4000) is
+projected from the fastest configuration measured here:
+
+    hours = 250 * (8000 / rate + overhead per epoch * 8000 / n_train) / 3600
+
+Grad-CAM throughput is ``benchmarks/gradcam_throughput.py``'s end-to-end figure (gridding,
+Grad-CAM, M^-1) on the same grid, run in the same job. Goals (issue 4): the paper's job in
+<= 10 min on one H100; Grad-CAM >= 1000 samples/s on a GPU, >= 50 on one CPU core.
+
+    python benchmarks/train_throughput.py [--runs 100] [--epochs 4] [--ranks 1,2]
+        [--backends horovod,ddp] [--grid 0] [--batch 32] [--device cpu|cuda] [--amp]
+        [--workdir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = {"samples": 8000, "epochs": 250, "hours": 8.0, "gpu": "Quadro P4000"}
+GOAL_MINUTES_H100 = 10.0
+
+
+def glasscam(args: list[str], n: int | None, env: dict | None = None) -> str:
+    cmd = [sys.executable, "-m", "glasscam_mpi.cli", *args]
+    if n is not None:
+        cmd = [shutil.which("mpiexec") or "mpiexec", "-n", str(n), *cmd]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    if res.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-3000:]}"
+                         f"\n{res.stderr[-3000:]}")
+    return res.stdout
+
+
+def prepared(base: Path, runs: int) -> Path:
+    rd = base / "prepared"
+    if not (rd / "prepare.h5").exists():
+        glasscam(["prepare", "--preset", "paper-kam", "--run-dir", str(rd),
+                  "--set", f"prepare.n_runs={runs}", "--set", "prepare.cooling_rate=0.5",
+                  "--set", "prepare.t_equilibrate=1.0", "--set", "prepare.energy_samples=10"],
+                 n=min(2, os.cpu_count() or 1))
+    return rd
+
+
+def measure(base: Path, src: Path, backend: str, ranks: int, batch: int,
+            sets: list[str]) -> dict:
+    import h5py
+
+    rd = base / f"{backend}-{ranks}"
+    shutil.rmtree(rd, ignore_errors=True)
+    rd.mkdir()
+    for name in ("prepare.h5", "config.toml"):
+        shutil.copy(src / name, rd / name)
+    t0 = time.perf_counter()
+    glasscam(["train", "--run-dir", str(rd), "--set", f"train.backend={backend}",
+              *[a for s in sets for a in ("--set", s)]], n=ranks)
+    wall = time.perf_counter() - t0
+    with h5py.File(rd / "train.h5", "r") as fh:
+        steps = fh["train_seconds"][1:]
+        epoch = fh["seconds"][1:]
+        device = str(fh.attrs["device"])
+    with h5py.File(rd / "prepare.h5", "r") as fh:  # one liquid + one glass sample per run
+        n_train = 2 * int(((fh["split"][:] == 0) & (fh["status"][:] == 1)).sum())
+    per_epoch = n_train // batch * batch
+    rate = per_epoch / statistics.median(steps)
+    return {"backend": backend, "ranks": ranks, "device": device,
+            "samples_per_epoch": int(round(per_epoch)),
+            "samples_per_s": round(rate, 1),
+            "overhead_s_per_epoch": round(statistics.median(epoch - steps), 4),
+            "job_wall_s": round(wall, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100, help="cooling runs of the dataset")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per measurement (>= 2)")
+    parser.add_argument("--ranks", default="1,2", help="rank counts, comma separated")
+    parser.add_argument("--backends", default="horovod,ddp")
+    parser.add_argument("--grid", type=int, default=0, help="grid points per axis; 0 = 128")
+    parser.add_argument("--batch", type=int, default=32, help="global mini-batch")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
+    parser.add_argument("--workdir", help="keep the dataset here (reused when present)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (the first epoch is warm-up)")
+    ranks = [int(k) for k in args.ranks.split(",")]
+    backends = [b for b in args.backends.split(",") if b]
+
+    base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="glasscam-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        src = prepared(base, args.runs)
+        sets = [f"train.epochs={args.epochs}", f"train.batch_size={args.batch}",
+                f"train.n_grid={args.grid}", f"train.device={args.device}",
+                f"train.amp={'true' if args.amp else 'false'}"]
+        results = [measure(base, src, "single", 1, args.batch, sets)] if 1 in ranks else []
+        for backend in backends:
+            for k in ranks:
+                results.append(measure(base, src, backend, k, args.batch, sets))
+        single = next((r["samples_per_s"] for r in results if r["backend"] == "single"), None)
+        for r in results:
+            if single:
+                r["scaling_efficiency"] = round(r["samples_per_s"] / (r["ranks"] * single), 3)
+
+        from glasscam_mpi.config import load_config
+
+        n_grid = load_config(preset="paper-kam", overrides=[f"train.n_grid={args.grid}"]).n_grid
+        gc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gradcam_throughput.py"),
+                             "--grid", str(n_grid), "--n-particles", "2000", "--batch", "32",
+                             "--threads", "1", "--device", args.device],
+                            capture_output=True, text=True, cwd=ROOT, check=True)
+        gradcam = json.loads(gc.stdout)
+
+        best = max(results, key=lambda r: r["samples_per_s"])
+        n_train = best["samples_per_epoch"]
+        hours = PAPER["epochs"] * (PAPER["samples"] / best["samples_per_s"]
+                                   + best["overhead_s_per_epoch"] * PAPER["samples"] / n_train
+                                   ) / 3600
+        report = {
+            "benchmark": "train_throughput",
+            "host": platform.node(), "cpus": os.cpu_count(), "device": args.device,
+            "dataset": {"system": "KAM", "n_particles": 2000, "runs": args.runs,
+                        "n_grid": n_grid, "batch": args.batch, "epochs": args.epochs},
+            "results": results,
+            "gradcam": {"device": gradcam["device"], "threads": gradcam["threads"],
+                        "samples_per_s": gradcam["samples_per_s"],
+                        "target_cpu_core": gradcam["target_end_to_end_samples_per_s"],
+                        "meets_target": gradcam["meets_target"]},
+            "paper_job": {**PAPER, "projected_hours": round(hours, 2),
+                          "projected_speedup_vs_paper": round(PAPER["hours"] / hours, 2),
+                          "from": f"{best['backend']} x {best['ranks']} on {best['device']}",
+                          "goal_minutes_on_h100": GOAL_MINUTES_H100},
+        }
+        print(json.dumps(report, indent=1))
+    finally:
+        if not (args.keep or args.workdir):
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
