@@ -46,6 +46,41 @@ class RunDir:
     def log_path(self, stage: str) -> Path:
         return self.path / "logs" / f"{stage}.json"
 
+    # -- what a stage needs and what is left to do ---------------------------------------------
+    def require(self, stage: str) -> Path:
+        """The stage file of an earlier ``stage``, or a ConfigError saying which to run."""
+        path = self.stage_file(stage)
+        if not path.exists():
+            raise ConfigError(f"{self.path} has no {path.name}: run 'glasscam {stage}' first")
+        return path
+
+    def ok_test_runs(self):
+        """(n,) int64 indices in prepare.h5 of the test runs that succeeded."""
+        import h5py
+        import numpy as np
+
+        with h5py.File(self.require("prepare"), "r") as fh:
+            return np.flatnonzero((fh["status"][:] == 1) & (fh["split"][:] == 2)).astype(np.int64)
+
+    def task_summary(self, stage: str) -> dict:
+        """``{"complete": bool}`` for ``glasscam info``, with the tasks done so far while
+        the stage is unfinished."""
+        out: dict = {"complete": self.stage_file(stage).exists()}
+        if not out["complete"]:
+            found = self.shards(stage).scan()
+            if found:
+                out["tasks"] = {"done": sum(found.values())}
+        return out
+
+    def pending(self, stage: str, n_tasks: int, retry_failed: bool = False) -> list[int]:
+        """Tasks of ``stage`` still to run: those without a shard, plus the failed ones
+        when ``retry_failed``. Partial shards of a killed job are removed first."""
+        shards = self.shards(stage)
+        shards.clean_partial()
+        found = shards.scan()
+        keep = {i for i, ok in found.items() if ok or not retry_failed}
+        return [i for i in range(n_tasks) if i not in keep]
+
     # -- configuration -----------------------------------------------------------------------
     def saved_config(self) -> Config | None:
         if not self.config_path.exists():

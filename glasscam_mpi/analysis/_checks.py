@@ -59,18 +59,22 @@ def as_field(values, n: int, name: str = "values", allow_2d: bool = True) -> np.
     return arr
 
 
+def as_species_indices(arr: np.ndarray) -> np.ndarray:
+    """int64 copy of integer (or integral-valued float) species indices ``types``."""
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            return arr.astype(np.int64)
+        raise ValueError(f"types must be integer species indices; got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
 def as_types(types, n: int, n_species: int) -> np.ndarray:
     """(N,) int64 species indices in [0, n_species)."""
     arr = np.asarray(types)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"types must have shape ({n},) (one species index per particle); "
                          f"got shape {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(f"types must be integer species indices; got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
+    arr = as_species_indices(arr)
     if arr.size and (arr.min() < 0 or arr.max() >= n_species):
         raise ValueError(f"types must lie in [0, {n_species}) for {n_species} radii; got "
                          f"range [{arr.min()}, {arr.max()}]")

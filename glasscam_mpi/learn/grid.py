@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from glasscam_mpi.analysis._checks import as_species_indices, wrap
+
 if TYPE_CHECKING:  # pragma: no cover
     from glasscam_mpi.systems import System
 
@@ -155,12 +157,7 @@ def _as_types(types, shape: tuple[int, int], n_species: int) -> np.ndarray:
     if arr.shape != (b, n):
         raise ValueError(f"types must have shape ({n},) or ({b}, {n}) (one species index "
                          f"per particle); got shape {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(f"types must be integer species indices; got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
+    arr = as_species_indices(arr)
     if arr.min() < 0 or arr.max() >= n_species:
         raise ValueError(f"types must lie in [0, {n_species}) for {n_species} species "
                          f"(GridSpec.n_species); got range [{arr.min()}, {arr.max()}]")
@@ -179,12 +176,6 @@ def _as_field(field, dim: int, lead_min: int = 0) -> np.ndarray:
     if bad.any():
         raise ValueError(f"field contains {int(bad.sum())} non-finite value(s)")
     return arr
-
-
-def _wrap(x: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Positions mapped into [0, L) per axis (a value rounding to L goes to 0)."""
-    out = x - box * np.floor(x / box)
-    return np.where((out >= box) | (out < 0), 0.0, out)
 
 
 # -- M: particles -> grid -------------------------------------------------------------------
@@ -272,7 +263,7 @@ def _stencil(x, box, h, w, cutoff, n, offsets):
     1 per particle (W = len(offsets) points per axis).
     """
     p, d = x.shape
-    u = _wrap(x, box) / h  # in grid units, [0, n]
+    u = wrap(x, box) / h  # in grid units, [0, n]
     k0 = np.floor(u)
     frac = u - k0
     k0 = k0.astype(np.int64)
@@ -303,7 +294,7 @@ def _corners(x: np.ndarray, box: np.ndarray, grid: tuple[int, ...]):
         (..., N, 2^d) int64 flat indices into the grid and float64 multilinear weights.
     """
     n = np.asarray(grid)
-    u = _wrap(x, box) * (n / box)  # grid units in [0, n]
+    u = wrap(x, box) * (n / box)  # grid units in [0, n]
     i0 = np.floor(u)
     t = u - i0
     i0 = i0.astype(np.int64) % n

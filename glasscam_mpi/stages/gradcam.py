@@ -68,19 +68,14 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
 
         rd.lock("glasscam gradcam")
         cfg = rd.resolve_config(requested)
-        if not rd.stage_file("prepare").exists():
-            raise ConfigError(f"{rd.path} has no prepare.h5: run 'glasscam prepare' first")
-        with h5py.File(rd.stage_file("prepare"), "r") as fh:
-            runs = np.flatnonzero((fh["status"][:] == 1) & (fh["split"][:] == 2))
-            box = fh["box"][:]
+        runs = rd.ok_test_runs()
         if len(runs) == 0:
             raise ConfigError("prepare.h5 has no ok test runs: nothing to explain")
+        with h5py.File(rd.stage_file("prepare"), "r") as fh:
+            box = fh["box"][:]
         path = model_path(cfg, rd)
         load_model(path, dataset_meta(cfg, box), "cpu")  # refuse a wrong model here, once
-        shards = rd.shards(STAGE)
-        shards.clean_partial()
-        found = shards.scan()
-        todo = [i for i in range(len(runs)) if i not in found]
+        todo = rd.pending(STAGE, len(runs), retry_failed)
         return cfg, runs, box, str(path), todo, rd.stage_file(STAGE).exists() and not todo
 
     try:
@@ -149,11 +144,8 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
 
 
 def summarize(rd: RunDir, cfg: Config) -> dict:
-    out: dict = {"complete": rd.stage_file(STAGE).exists()}
+    out = rd.task_summary(STAGE)
     if not out["complete"]:
-        found = rd.shards(STAGE).scan()
-        if found:
-            out["tasks"] = {"done": sum(found.values())}
         return out
     import h5py
 

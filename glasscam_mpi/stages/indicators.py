@@ -48,18 +48,10 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
     t0 = time.time()
 
     def setup():
-        import h5py
-
         rd.lock("glasscam indicators")
         cfg = rd.resolve_config(requested)
-        if not rd.stage_file("prepare").exists():
-            raise ConfigError(f"{rd.path} has no prepare.h5: run 'glasscam prepare' first")
-        with h5py.File(rd.stage_file("prepare"), "r") as fh:
-            runs = np.flatnonzero((fh["status"][:] == 1) & (fh["split"][:] == 2))
-        shards = rd.shards(STAGE)
-        shards.clean_partial()
-        found = shards.scan()
-        todo = [i for i in range(len(runs)) if i not in found]
+        runs = rd.ok_test_runs()
+        todo = rd.pending(STAGE, len(runs), retry_failed)
         return cfg, runs, todo, rd.stage_file(STAGE).exists() and not todo
 
     try:
@@ -117,11 +109,8 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
 
 
 def summarize(rd: RunDir, cfg: Config) -> dict:
-    out: dict = {"complete": rd.stage_file(STAGE).exists()}
+    out = rd.task_summary(STAGE)
     if not out["complete"]:
-        found = rd.shards(STAGE).scan()
-        if found:
-            out["tasks"] = {"done": sum(found.values())}
         return out
     import h5py
 

@@ -81,11 +81,7 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
     def setup():
         rd.lock("glasscam prepare")
         cfg = rd.resolve_config(requested)
-        shards = rd.shards(STAGE)
-        shards.clean_partial()
-        found = shards.scan()
-        keep = {i for i, ok in found.items() if ok or not retry_failed}
-        todo = [i for i in range(cfg.prepare.n_runs) if i not in keep]
+        todo = rd.pending(STAGE, cfg.prepare.n_runs, retry_failed)
         complete = rd.stage_file(STAGE).exists() and not todo
         return cfg, todo, complete
 

@@ -64,11 +64,9 @@ def _inputs(cfg: Config, rd: RunDir) -> dict:
     """Everything the tasks need, read once on rank 0 (then broadcast)."""
     import h5py
 
-    if not rd.stage_file("prepare").exists():
-        raise ConfigError(f"{rd.path} has no prepare.h5: run 'glasscam prepare' first")
     q = cfg.propensity
+    ok_test = rd.ok_test_runs()
     with h5py.File(rd.stage_file("prepare"), "r") as fh:
-        ok_test = np.flatnonzero((fh["status"][:] == 1) & (fh["split"][:] == 2))
         if len(ok_test) < q.n_configs:
             raise ConfigError(f"[propensity].n_configs = {q.n_configs}: only {len(ok_test)} ok "
                               "test runs in prepare.h5")
@@ -101,11 +99,7 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
         inputs = _inputs(cfg, rd)
         q = cfg.propensity
         n_tasks = len(inputs["configs"]) * len(inputs["temps"]) * q.n_replicas
-        shards = rd.shards(STAGE)
-        shards.clean_partial()
-        found = shards.scan()
-        keep = {i for i, ok in found.items() if ok or not retry_failed}
-        todo = [i for i in range(n_tasks) if i not in keep]
+        todo = rd.pending(STAGE, n_tasks, retry_failed)
         return cfg, inputs, todo, rd.stage_file(STAGE).exists() and not todo
 
     try:

@@ -106,8 +106,7 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
             if stale:
                 print("train --restart: removed " + ", ".join(str(p) for p in stale), flush=True)
         cfg = rd.resolve_config(requested)
-        if not rd.stage_file("prepare").exists():
-            raise ConfigError(f"{rd.path} has no prepare.h5: run 'glasscam prepare' first")
+        rd.require("prepare")
         if rd.stage_file(STAGE).exists() and not restart:
             return cfg, None, True
         state = None
