@@ -8,6 +8,9 @@ each (backend, K) on a copy of it with the paper's default CNN and grid (128^2 i
 told otherwise. The rate of one configuration is the training samples per second of the
 optimisation steps (``train.h5``'s ``train_seconds``), median over the epochs after the
 first (warm-up); the per-epoch overhead (validation, checkpoint) is reported apart.
+Memory: the training grids are held once per node in MPI shared memory; the last row
+repeats the largest rank count with a private copy per rank (``shared_grids = false``), and
+every row gives the proportional set size summed over the ranks after gridding.
 
     scaling efficiency(K) = rate(backend, K ranks) / (K * rate(single, 1 rank))
 
@@ -70,7 +73,7 @@ def measure(base: Path, src: Path, backend: str, ranks: int, batch: int,
             sets: list[str]) -> dict:
     import h5py
 
-    rd = base / f"{backend}-{ranks}"
+    rd = base / f"{backend}-{ranks}-{len(sets)}"
     shutil.rmtree(rd, ignore_errors=True)
     rd.mkdir()
     for name in ("prepare.h5", "config.toml"):
@@ -87,7 +90,10 @@ def measure(base: Path, src: Path, backend: str, ranks: int, batch: int,
         n_train = 2 * int(((fh["split"][:] == 0) & (fh["status"][:] == 1)).sum())
     per_epoch = n_train // batch * batch
     rate = per_epoch / statistics.median(steps)
+    log = json.loads((rd / "logs" / "train.json").read_text())
     return {"backend": backend, "ranks": ranks, "device": device,
+            "grids_shared": log["grids_shared"], "grid_mib": round(log["grid_mib"], 1),
+            "pss_mib_all_ranks": round(log["pss_mib_all_ranks"], 1),
             "samples_per_epoch": int(round(per_epoch)),
             "samples_per_s": round(rate, 1),
             "overhead_s_per_epoch": round(statistics.median(epoch - steps), 4),
@@ -123,6 +129,9 @@ def main() -> None:
         for backend in backends:
             for k in ranks:
                 results.append(measure(base, src, backend, k, args.batch, sets))
+        if backends and max(ranks) > 1:  # memory: training grids once per node vs per rank
+            results.append(measure(base, src, backends[0], max(ranks), args.batch,
+                                   sets + ["train.shared_grids=false"]))
         single = next((r["samples_per_s"] for r in results if r["backend"] == "single"), None)
         for r in results:
             if single:

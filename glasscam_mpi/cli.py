@@ -113,8 +113,8 @@ def _cmd_run(args, comm) -> int:
     from glasscam_mpi.stages import STAGES
 
     requested = _requested(args)
-    for name, stage in STAGES.items():
-        stage.run(comm, args.run_dir, requested, **({"resume": True} if name == "train" else {}))
+    for stage in STAGES.values():
+        stage.run(comm, args.run_dir, requested, **getattr(stage, "RUN_OPTIONS", {}))
         requested = None  # the run directory now holds the config
     return 0
 

@@ -99,6 +99,8 @@ class TrainSection:
     hidden: int = _f(128, 1, 65536, doc="width of the hidden fully connected layer")
     dropout: float = _f(0.5, 0.0, 0.99, doc="dropout before the output layer")
     augment: bool = _f(True, doc="random periodic shifts and box symmetries of the training grids")
+    shared_grids: bool = _f(True, doc="hold the training grids once per node in MPI shared "
+                                      "memory (false: a private copy on every rank)")
     device: str = _f("auto", choices=("auto", "cpu", "cuda"), doc="auto: CUDA when available")
     amp: bool = _f(False, doc="mixed precision (bfloat16 autocast) on CUDA")
     check_sync: bool = _f(False, doc="verify after every step that all ranks hold identical "

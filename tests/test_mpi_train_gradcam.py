@@ -57,6 +57,7 @@ def test_backends_train_with_identical_parameters_on_every_rank(backend, trained
         res = glasscam(["train", "--run-dir", str(rd), *_config(tmp_path / "c.toml", backend)],
                        n=2)
     assert f"backend {backend} on 2 rank(s)" in res.stdout
+    assert "shared by the 2 rank(s) of each node" in res.stdout  # MPI shared-memory grids
     # 6 runs: 3 train runs = 6 samples -> 1 step of 4 per epoch, 3 epochs
     assert "parameters identical on all 2 ranks after each of 3 steps (checked)" in res.stdout
     with h5py.File(rd / "train.h5", "r") as fh:
@@ -173,3 +174,17 @@ def test_batch_not_divisible_by_ranks_is_refused(tiny_prepared, tmp_path):
     res = glasscam(["train", "--run-dir", str(rd), *_config(tmp_path / "c.toml")], n=3,
                    check=False)
     assert res.returncode == 2 and "batch_size = 4 must be divisible by the 3 ranks" in res.stderr
+
+
+def test_private_grids_train_exactly_like_shared_ones(trained, tiny_prepared, tmp_path):
+    """The node-shared training grids (each rank grids a block) hold the very values a
+    rank gridding everything itself holds: the same training, bit for bit."""
+    rd = _copy_prepared(tiny_prepared, tmp_path / "private")
+    res = glasscam(["train", "--run-dir", str(rd),
+                    *_config(tmp_path / "c.toml", extra="shared_grids = false\n")], n=2)
+    assert "a copy on every rank" in res.stdout
+    log = json.loads((rd / "logs" / "train.json").read_text())
+    assert log["grids_shared"] is False and log["pss_mib_all_ranks"] > 0
+    with h5py.File(trained[0] / "train.h5", "r") as a, h5py.File(rd / "train.h5", "r") as b:
+        for key in ("train_loss", "val_loss"):
+            np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)

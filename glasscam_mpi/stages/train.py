@@ -44,6 +44,7 @@ DESCRIPTION = ("Train the CNN of the paper (section 3.1) on gridded liquid and g
                "interrupted training exactly where it stopped. Writes train.h5 with the test "
                "accuracy per class (the paper's Table 2).")
 PAPER_TABLE2 = {"KAM": (1.00, 0.998), "ABM": (1.00, 1.00)}
+RUN_OPTIONS = {"resume": True}  # 'glasscam run' continues an interrupted training
 
 
 def _files(rd: RunDir) -> dict[str, Path]:
@@ -137,7 +138,8 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
     import torch.nn.functional as F
 
     from glasscam_mpi.learn.data import dataset_meta, grid_spec_of, grid_split, load_split
-    from glasscam_mpi.learn.distributed import open_backend, parameter_digest, pick_device
+    from glasscam_mpi.learn.distributed import (NodeShared, open_backend, parameter_digest,
+                                                pick_device, proportional_set_size)
     from glasscam_mpi.learn.model import GLASS, LIQUID, ModelSpec, build_model
 
     t = cfg.train
@@ -166,9 +168,12 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                                                "train_seconds")}
     best = {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf")}
     first_epoch = 0
-    # every rank grids the whole training set once (batches are global permutations);
-    # validation is split over the ranks
-    X = torch.from_numpy(grid_split(train, gspec))
+    # the whole training set is gridded once per node, into MPI shared memory, the node's
+    # ranks each gridding a block (batches are global permutations, so every rank reads
+    # all of it); validation is split over the ranks
+    grids = NodeShared(comm, (len(train), *gspec.shape), share=t.shared_grids)
+    X = torch.from_numpy(grids.fill(lambda lo, hi: grid_split(train, gspec, np.arange(lo, hi))))
+    pss_mib = par.allreduce_sum(np.array([proportional_set_size()]))[0]  # all ranks, all nodes
     y = torch.from_numpy(train.labels)
     if state_path is None:
         # standardise each input channel with the training set's mean and std (float64
@@ -200,6 +205,9 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
               f"grid {gspec.n_grid}^{gspec.dim} x {gspec.n_species} ch, backend {par.name} on "
               f"{size} rank(s), {device.type}; epochs {first_epoch + 1}..{t.epochs}, "
               f"{n_batches} steps of {t.batch_size} per epoch", flush=True)
+        where = (f"shared by the {grids.node.Get_size()} rank(s) of each node" if grids.shared
+                 else "a copy on every rank")
+        print(f"train: training grids {grids.nbytes / 2**20:.1f} MiB, {where}", flush=True)
     steps_checked = 0
     for epoch in range(first_epoch, t.epochs):
         if epoch in crashes:
@@ -265,6 +273,9 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                   f"samples/s){'  *best' if is_best else ''}", flush=True)
         comm.Barrier()  # the checkpoint of this epoch exists before anyone goes on
 
+    del X  # (a view of the shared window)
+    grids.free()
+
     # the best model on the test set, split over the ranks
     test = load_split(rd.stage_file("prepare"), "test")
     test_idx = np.arange(len(test))[rank::size]
@@ -296,7 +307,9 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                              "device": device.type, "seconds_total": time.time() - t_start,
                              "epochs_run": t.epochs - first_epoch, "steps_checked": steps_checked,
                              "samples_per_s": _rate(history, n_batches * t.batch_size,
-                                                    first_epoch)})
+                                                    first_epoch),
+                             "grid_mib": grids.nbytes / 2**20, "grids_shared": grids.shared,
+                             "pss_mib_all_ranks": pss_mib})
     return {"complete": True, "test_accuracy": acc}
 
 
