@@ -1,8 +1,9 @@
 """Stage ``train``: the glass/liquid CNN, data-parallel over ranks (paper sections 3.1, 4.1).
 
-Backends (``[train].backend``): ``horovod`` (DistributedOptimizer, parameters and optimizer
-state broadcast from rank 0), ``ddp`` (torch.distributed; gloo on CPU, nccl on GPU) or
-``single``. Rank and size come from MPI in every case (mpiexec or srun).
+Backends (``[train].backend``): ``horovod`` (DistributedOptimizer, parameters broadcast
+from rank 0; the optimizer state is the same on every rank by construction), ``ddp``
+(torch.distributed; gloo on CPU, nccl on GPU) or ``single``. Rank and size come from MPI
+in every case (mpiexec or srun).
 
 Determinism: the global mini-batch of ``batch_size`` samples is a seeded permutation of
 the training set (seed, epoch); each rank takes an equal part of it, and augmentation is
@@ -179,9 +180,7 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
         # standardise each input channel with the training set's mean and std (float64
         # sums, the same on every rank): without it the 0.6 +- 0.26 density grids leave the
         # small demo network on a plateau for ~80 epochs instead of ~10
-        x64 = X.transpose(0, 1).reshape(X.shape[1], -1).double()
-        model.set_input_normalization(x64.mean(1), x64.std(1))
-        del x64
+        model.set_input_normalization(*_channel_mean_std(X))
     # wrap first, then load: Horovod's DistributedOptimizer is a new optimizer built from
     # the parameter groups, and would drop an Adam state loaded before it
     opt = par.wrap_optimizer(opt, model)
@@ -311,6 +310,23 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                              "grid_mib": grids.nbytes / 2**20, "grids_shared": grids.shared,
                              "pss_mib_all_ranks": pss_mib})
     return {"complete": True, "test_accuracy": acc}
+
+
+def _channel_mean_std(X, chunk: int = 256):
+    """Per-channel mean and standard deviation of (n, C, *grid) float32 grids, summed in
+    float64 chunk by chunk (no float64 copy of the whole set)."""
+    import torch
+
+    axes = (0,) + tuple(range(2, X.dim()))
+    s1 = torch.zeros(X.shape[1], dtype=torch.float64)
+    s2 = torch.zeros_like(s1)
+    for lo in range(0, len(X), chunk):
+        x = X[lo:lo + chunk].double()
+        s1 += x.sum(dim=axes)
+        s2 += (x * x).sum(dim=axes)
+    m = len(X) * (X[0, 0].numel())
+    mean = s1 / m
+    return mean, torch.sqrt(torch.clamp(s2 / m - mean * mean, min=0.0))
 
 
 def _rate(history: dict, per_epoch: int, first_epoch: int) -> float:
