@@ -186,6 +186,9 @@ def abort_on_error(exc: BaseException) -> None:
     sys.stderr.write(f"{head}: unexpected error, aborting all ranks\n{text}")
     sys.stderr.flush()
     if comm.Get_size() > 1:
+        # let the launcher forward this message before MPI_Abort makes it kill the ranks
+        # (mpiexec/hydra drops output still in flight: seen as an empty stderr)
+        time.sleep(0.5)
         comm.Abort(1)
     raise SystemExit(1)
 
