@@ -239,7 +239,7 @@ def at_targets(t: np.ndarray, prop: np.ndarray, targets: np.ndarray):
     as it does between the cage plateau and diffusion). A target equal to delta at the
     first record is reached there; NaN (field and time) where delta never reaches the
     target, or is already past it at the first record. A frame with any NaN (replicas
-    stopped early) counts as not recorded.
+    stopped early; such frames only end a record) never counts as reaching a target.
     """
     delta = prop.mean(axis=1)
     fields = np.full((len(targets), prop.shape[1]), np.nan, dtype=np.float32)
