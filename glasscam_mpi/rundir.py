@@ -156,6 +156,22 @@ class RunDir:
             self._lock_fh.close()
             self._lock_fh = None
 
+    def finish(self, stage: str, what: str, seconds: float, ranks: int, outcomes=None,
+               unit: str = "task", **extra) -> dict:
+        """Rank 0 at the end of a stage: print each failed task (``outcomes``: the farm's
+        :class:`~glasscam_mpi.parallel.Outcome` list) and what was written, and keep the
+        job's record in ``logs/<stage>.json``. Returns the record."""
+        record = {"stage": stage, "ranks": ranks, **extra, "seconds_total": round(seconds, 3)}
+        if outcomes is not None:
+            failed = [o for o in outcomes if not o.ok]
+            for o in failed:
+                print(f"{stage}: {unit} {o.index} FAILED: {o.message}", flush=True)
+            record["tasks_run"] = len(outcomes)
+            record["tasks_failed"] = [{"index": o.index, "error": o.message} for o in failed]
+        print(f"{stage}: wrote {self.stage_file(stage)} ({what}; {seconds:.1f} s)", flush=True)
+        self.write_log(stage, record)
+        return record
+
     def write_log(self, stage: str, record: dict) -> None:
         path = self.log_path(stage)
         path.parent.mkdir(parents=True, exist_ok=True)

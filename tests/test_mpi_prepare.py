@@ -65,9 +65,9 @@ def test_rerun_of_a_complete_stage_does_nothing(tiny_prepared):
     assert os.path.getmtime(tiny_prepared / "prepare.h5") == before
 
 
-def _slow_config(tmp_path):
+def _slow_config(tmp_path, n_runs: int = 10):
     cfg = tmp_path / "slow.toml"
-    cfg.write_text(TINY_TOML.replace("n_runs = 6", "n_runs = 10")
+    cfg.write_text(TINY_TOML.replace("n_runs = 6", f"n_runs = {n_runs}")
                    .replace("t_equilibrate = 2.0", "t_equilibrate = 20.0"))
     return cfg
 
@@ -114,7 +114,9 @@ def test_failed_lammps_run_is_recorded_not_stored(tmp_path, tiny_config, tiny_pr
 
 
 def test_second_job_on_the_same_run_dir_is_refused(tmp_path):
-    cfg = _slow_config(tmp_path)
+    # long enough (it is killed below) that the first job cannot finish before the second
+    # one starts, even on a loaded machine
+    cfg = _slow_config(tmp_path, n_runs=200)
     run_dir = tmp_path / "busy"
     first = _start(cfg, run_dir, 1)
     try:

@@ -132,11 +132,8 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
             row_data=lambda i: (True, "", rd.shards(STAGE).read(i, status[i])),
             globals_={"runs": runs.astype(np.int64)})
         if rank == 0:
-            seconds = time.time() - t0
-            print(f"gradcam: wrote {rd.stage_file(STAGE)} ({len(runs)} runs x 2 classes; "
-                  f"{seconds:.1f} s)", flush=True)
-            rd.write_log(STAGE, {"stage": STAGE, "ranks": comm.Get_size(), "device": device.type,
-                                 "tasks_run": len(todo), "seconds_total": seconds})
+            rd.finish(STAGE, f"{len(runs)} runs x 2 classes", time.time() - t0,
+                      comm.Get_size(), device=device.type, tasks_run=len(todo))
         return {"complete": True}
     finally:
         if rank == 0:

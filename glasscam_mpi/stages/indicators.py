@@ -98,10 +98,8 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
             row_data=lambda i: (True, "", rd.shards(STAGE).read(i, status[i])),
             globals_={"runs": runs.astype(np.int64)})
         if rank == 0:
-            print(f"indicators: wrote {rd.stage_file(STAGE)} ({len(runs)} runs x 2 classes; "
-                  f"{time.time() - t0:.1f} s)", flush=True)
-            rd.write_log(STAGE, {"stage": STAGE, "ranks": comm.Get_size(), "tasks_run": len(todo),
-                                 "seconds_total": time.time() - t0})
+            rd.finish(STAGE, f"{len(runs)} runs x 2 classes", time.time() - t0,
+                      comm.Get_size(), tasks_run=len(todo))
         return {"complete": True}
     finally:
         if rank == 0:

@@ -119,7 +119,10 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
         _reduce(comm, rd, cfg, plan)
         summary = {}
         if rank == 0:
-            summary = _report(rd, cfg, outcomes, t_md, time.time() - t0, comm.Get_size())
+            n_failed = sum(not o.ok for o in outcomes)
+            summary = rd.finish(STAGE, f"{len(outcomes) - n_failed} runs ok, {n_failed} failed "
+                                "in this job", time.time() - t0, comm.Get_size(), outcomes,
+                                unit="run", seconds_md=round(t_md, 3))
         return comm.bcast(summary, root=0)
     finally:
         if rank == 0:
@@ -152,21 +155,6 @@ def _reduce(comm, rd: RunDir, cfg: Config, plan: CoolingPlan) -> None:
                   "T_target": plan.target_temperature(cfg.prepare.T_high, cfg.T_glass),
                   "step": np.array(plan.sample_steps, dtype=np.int64)},
     )
-
-
-def _report(rd: RunDir, cfg: Config, outcomes: list[Outcome], t_md: float, t_all: float,
-            n_ranks: int) -> dict:
-    failed = [o for o in outcomes if not o.ok]
-    for o in failed:
-        print(f"prepare: run {o.index} FAILED: {o.message}", flush=True)
-    path = rd.stage_file(STAGE)
-    print(f"prepare: wrote {path} ({len(outcomes) - len(failed)} runs ok, {len(failed)} failed "
-          f"in this job; {t_all:.1f} s)", flush=True)
-    record = {"stage": STAGE, "ranks": n_ranks, "tasks_run": len(outcomes),
-              "tasks_failed": [{"index": o.index, "error": o.message} for o in failed],
-              "seconds_md": round(t_md, 3), "seconds_total": round(t_all, 3)}
-    rd.write_log(STAGE, record)
-    return record
 
 
 def summarize(rd: RunDir, cfg: Config) -> dict:

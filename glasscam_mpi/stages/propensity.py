@@ -153,15 +153,8 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
         outcomes = TaskFarm(comm, todo, progress).run(task)
         _reduce(comm, rd, cfg, inputs, shape)
         if rank == 0:
-            failed = [o for o in outcomes if not o.ok]
-            for o in failed:
-                print(f"propensity: task {o.index} FAILED: {o.message}", flush=True)
-            print(f"propensity: wrote {rd.stage_file(STAGE)} ({len(failed)} failed in this job; "
-                  f"{time.time() - t0:.1f} s)", flush=True)
-            rd.write_log(STAGE, {"stage": STAGE, "ranks": comm.Get_size(),
-                                 "tasks_run": len(outcomes), "seconds_total": time.time() - t0,
-                                 "tasks_failed": [{"index": o.index, "error": o.message}
-                                                  for o in failed]})
+            rd.finish(STAGE, f"{sum(not o.ok for o in outcomes)} failed in this job",
+                      time.time() - t0, comm.Get_size(), outcomes)
         return {"complete": True}
     finally:
         if rank == 0:

@@ -139,8 +139,8 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
     import torch.nn.functional as F
 
     from glasscam_mpi.learn.data import dataset_meta, grid_spec_of, grid_split, load_split
-    from glasscam_mpi.learn.distributed import (NodeShared, open_backend, parameter_digest,
-                                                pick_device, proportional_set_size)
+    from glasscam_mpi.learn.distributed import open_backend, parameter_digest, pick_device
+    from glasscam_mpi.parallel import NodeShared, proportional_set_size
     from glasscam_mpi.learn.model import GLASS, LIQUID, ModelSpec, build_model
 
     t = cfg.train
