@@ -127,10 +127,12 @@ def _cmd_submit(args, comm) -> int:
         return 0
     profile = load_profile(args.profile)
     rd = RunDir(args.run_dir)
+    # Render first: a profile value or a run directory that cannot go into a job script
+    # (e.g. a newline in the path) is refused before anything is created or written.
+    texts = [(stage, render(stage, profile, rd.path)) for stage in args.stages]
     rd.resolve_config(_requested(args))
     scripts = []
-    for stage in args.stages:
-        text = render(stage, profile, rd.path)
+    for stage, text in texts:
         path = rd.path / "jobs" / f"{stage}.sbatch"
         path.parent.mkdir(parents=True, exist_ok=True)
         (rd.path / "logs").mkdir(exist_ok=True)

@@ -5,6 +5,30 @@ nodes, tasks per node, GPUs, wall time, the MPI launcher, setup lines (modules, 
 Templates live in ``jobscripts/`` (``base.sbatch.j2`` and one per stage).
 :class:`Slurm` takes the subprocess runner as an argument, so rendering and chaining are
 testable without a scheduler; the job-script tests also run them on a real Slurm.
+
+Quoting. Every value a template puts into a job script goes through one jinja2 filter,
+``sh`` (:func:`shell_words`, built on :func:`shlex.quote`): paths, the ``glasscam``
+command, the launcher's words, the log path of ``#SBATCH --output``. A run directory
+named ``a b;touch x`` is one word to bash, never a second command. ``setup`` lines are
+the one exception: they are shell, by design (``module load ...``, ``source ...``), and
+are written as they are.
+
+``#SBATCH`` lines are read by sbatch itself, not by a shell. Measured on Slurm 22.05
+(``hpc/slurm/localcluster.sh``): sbatch splits a directive's value at unquoted
+whitespace, strips ``'...'`` and ``"..."`` quotes as a shell does (so ``shlex.quote``'s
+output, ``'it'"'"'s'`` included, reads back unchanged), reads an unquoted ``#`` as the
+start of a comment, ends the directive at a newline, and drops a backslash *even inside
+single quotes* (``'a\\b'`` reads as ``ab``); a tab or carriage return inside quotes
+survives. So a value for an ``#SBATCH`` line is quoted with ``sh`` and refused
+(:class:`ConfigError` at ``glasscam submit`` time, naming the field, the value and what is
+allowed) when it holds a newline or a backslash, which no quoting carries through, or, to
+keep the rule short, any other control character. ``--output`` is also a Slurm *filename
+pattern*: ``%j`` is the job id and ``%%`` a literal ``%`` (a directory named ``run%j`` would
+become ``run1234``, and the job fail at launch), so the run directory's ``%`` signs are
+doubled there.
+Profile fields that go into directives (partition, account, time, ``sbatch_extra``) are
+checked for characters that would end or change the directive; the ``launcher`` is
+command words (split as a shell would, each then quoted: no variables or operators).
 """
 
 from __future__ import annotations
@@ -12,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -46,8 +71,68 @@ class Profile:
     sbatch_extra: tuple[str, ...] = field(default=())
 
 
+# What may go into an #SBATCH line (see the module docstring for how sbatch reads them).
+_NAME_LIST = re.compile(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*")
+_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+_TIME = re.compile(r"([0-9]+-)?[0-9]{1,2}:[0-9]{2}:[0-9]{2}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NAME_CHARS = "letters, digits, '_', '.', '+', '-'"
+
+
+def check_profile(profile: Profile, where: str | None = None) -> None:
+    """Refuse a profile value that cannot go into a job script as it is meant to.
+
+    Raises :class:`ConfigError` naming the profile, the field, the value and what is allowed.
+    """
+    where = where or f"profile {profile.name!r}"
+
+    def bad(key: str, value, allowed: str):
+        raise ConfigError(f"{where}: {key} = {value!r}: {allowed}")
+
+    if not isinstance(profile.name, str) or not profile.name or _CONTROL.search(profile.name):
+        bad("name", profile.name, "a profile name needs at least one character and no "
+            "control characters (it is written into a comment line of the job script)")
+    for key in ("nodes", "ntasks_per_node", "cpus_per_task"):
+        value = getattr(profile, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            bad(key, value, "must be an integer >= 1")
+    if (isinstance(profile.gpus_per_node, bool) or not isinstance(profile.gpus_per_node, int)
+            or profile.gpus_per_node < 0):
+        bad("gpus_per_node", profile.gpus_per_node, "must be an integer >= 0")
+    for key, pattern, allowed in (
+            ("partition", _NAME_LIST, f"{_NAME_CHARS} and ',' between names (a "
+                                      "comma-separated list of partitions)"),
+            ("account", _NAME, _NAME_CHARS)):
+        value = getattr(profile, key)
+        if not isinstance(value, str) or (value and not pattern.fullmatch(value)):
+            bad(key, value, f"allowed: {allowed}, or \"\" for none; it goes into "
+                f"'#SBATCH --{key}=', where a space, '#', a quote or a newline would end "
+                "or change the directive")
+    if not isinstance(profile.time, str) or not _TIME.fullmatch(profile.time):
+        bad("time", profile.time, "use [D-]HH:MM:SS")
+    if not isinstance(profile.launcher, str) or _CONTROL.search(profile.launcher):
+        bad("launcher", profile.launcher, "one line of command words, e.g. \"srun --mpi=pmi2\"")
+    try:
+        shlex.split(profile.launcher)
+    except ValueError as exc:
+        bad("launcher", profile.launcher, f"cannot be split into words ({exc}); the launcher "
+            "is command words split as a shell would, without variables or operators (put "
+            "shell code in 'setup')")
+    for key in ("setup", "sbatch_extra"):
+        value = getattr(profile, key)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            bad(key, value, "must be a list of strings")
+    for line in profile.sbatch_extra:
+        if not line.startswith("-") or _CONTROL.search(line) or "#" in line or "\\" in line:
+            bad("sbatch_extra", line, "each entry is sbatch options for one '#SBATCH' line, "
+                "e.g. \"--mem=8G\": it starts with '-' and holds no control character (a "
+                "newline would end the directive and start shell code), no '#' (sbatch reads "
+                "the rest of the line as a comment) and no backslash")
+
+
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (``hpc/profiles/NAME.toml``) or path; unknown keys are refused."""
+    """A profile by name (``hpc/profiles/NAME.toml``) or path; unknown keys and values
+    that cannot go into a job script are refused."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILES / f"{name_or_path}.toml"
@@ -57,36 +142,74 @@ def load_profile(name_or_path: str) -> Profile:
                           "(or give the path of a TOML file)")
     data = tomllib.loads(path.read_text())
     allowed = {f.name for f in dataclasses.fields(Profile)} - {"name"}
-    for key, value in data.items():
+    for key in data:
         if key not in allowed:
             raise ConfigError(f"profile {path}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
-        if key in ("nodes", "ntasks_per_node", "cpus_per_task") and (
-                not isinstance(value, int) or value < 1):
-            raise ConfigError(f"profile {path}: {key} = {value!r}: must be an integer >= 1")
-        if key == "time" and not re.fullmatch(r"(\d+-)?\d{1,2}:\d{2}:\d{2}", str(value)):
-            raise ConfigError(f"profile {path}: time = {value!r}: use [D-]HH:MM:SS")
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return Profile(name=path.stem, **data)
+    profile = Profile(name=path.stem, **data)
+    check_profile(profile, where=f"profile {path}")
+    return profile
 
 
-def render(stage: str, profile: Profile, run_dir: Path | str, *, glasscam: str | None = None,
+def shell_words(value) -> str:
+    """The jinja2 filter ``sh``: a value as shell text that means exactly that value.
+
+    A string or path is one word (:func:`shlex.quote`); a list or tuple is several words,
+    each quoted (a command and its arguments)."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(shlex.quote(str(v)) for v in value)
+    return shlex.quote(str(value))
+
+
+def stages_with_scripts() -> list[str]:
+    """The stages that have a job script (``jobscripts/<stage>.sbatch.j2``)."""
+    return sorted(p.name.split(".")[0] for p in JOBSCRIPTS.glob("*.sbatch.j2")
+                  if not p.name.startswith("base"))
+
+
+def check_directive_path(what: str, path: Path | str) -> None:
+    """Refuse a path that cannot be written into an ``#SBATCH`` line (module docstring)."""
+    if _CONTROL.search(str(path)) or "\\" in str(path):
+        raise ConfigError(
+            f"{what} {str(path)!r} cannot go into a Slurm job script: it is written into "
+            "'#SBATCH --output=', which sbatch reads itself, and there a newline ends the "
+            "directive and a backslash is dropped, quoted or not; allowed: any character but "
+            "control characters (newline, tab, ...) and backslash (spaces, quotes, ';', '%' "
+            "and the like are quoted). Use another directory name.")
+
+
+def render(stage: str, profile: Profile, run_dir: Path | str, *,
+           glasscam: str | Sequence[str] | None = None,
            workdir: Path | str | None = None) -> str:
-    """The sbatch script of ``stage`` for ``profile``."""
+    """The sbatch script of ``stage`` for ``profile``.
+
+    ``glasscam`` is the command that runs glasscam: the path of an executable, or a list
+    of words (default: this Python with ``-m glasscam_mpi.cli``). Raises
+    :class:`ConfigError` for a stage without a script, a profile value or a run directory
+    that cannot go into the script.
+    """
     import jinja2
 
-    template = JOBSCRIPTS / f"{stage}.sbatch.j2"
-    if not template.exists():
-        known = sorted(p.name.split(".")[0] for p in JOBSCRIPTS.glob("*.sbatch.j2")
-                       if not p.name.startswith("base"))
+    known = stages_with_scripts()
+    if stage not in known:
         raise ConfigError(f"no job script for stage {stage!r}; stages with scripts: {', '.join(known)}")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(JOBSCRIPTS),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    check_profile(profile)
     run_dir = Path(run_dir).resolve()
-    return env.get_template(template.name).render(
+    check_directive_path("run directory", run_dir)
+    if glasscam is None:
+        glasscam = [sys.executable, "-m", "glasscam_mpi.cli"]
+    elif isinstance(glasscam, (str, os.PathLike)):
+        glasscam = [os.fspath(glasscam)]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(JOBSCRIPTS),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    env.filters["sh"] = shell_words
+    # --output is a filename pattern: %j is the job id, %% a literal % (module docstring)
+    log = str(run_dir / "logs").replace("%", "%%") + f"/slurm-{stage}-%j.out"
+    return env.get_template(f"{stage}.sbatch.j2").render(
         p=profile, stage=stage, gpu=stage in GPU_STAGES, run_dir=run_dir,
-        job_name=f"glasscam-{stage}", log=run_dir / "logs" / f"slurm-{stage}-%j.out",
-        glasscam=glasscam or f"{sys.executable} -m glasscam_mpi.cli",
-        workdir=Path(workdir or run_dir).resolve())
+        job_name=f"glasscam-{stage}", log=log, launcher=shlex.split(profile.launcher),
+        glasscam=list(glasscam), workdir=Path(workdir or run_dir).resolve())
 
 
 Runner = Callable[..., subprocess.CompletedProcess]

@@ -1,5 +1,12 @@
-"""Slurm job scripts: golden rendering, sbatch command building, profile errors, and the
-real thing: a job submitted to a single-node Slurm (slurmctld + slurmd + munge)."""
+"""Slurm job scripts: golden rendering, quoting, sbatch command building, profile errors,
+``submit --dry-run``, and the real thing: jobs submitted to a single-node Slurm
+(slurmctld + slurmd + munge, started by ``hpc/slurm/localcluster.sh``).
+
+The real-Slurm tests (marked ``slurm``) need root and Debian's slurm-wlm + munge, which
+``bash hpc/bootstrap.sh --dev`` installs. Where they are missing the tests FAIL, with a
+message saying what is missing, so that CI cannot pass without them. To skip them on
+purpose (a workstation without root, say), set ``GLASSCAM_SKIP_SLURM=1``.
+"""
 
 import json
 import os
@@ -12,13 +19,76 @@ import pytest
 
 from conftest import ROOT, assert_same_data, glasscam, read_stage
 from glasscam_mpi.config import ConfigError
-from glasscam_mpi.slurm import Slurm, SlurmError, load_profile, render, submission_env
+from glasscam_mpi.slurm import (Profile, Slurm, SlurmError, load_profile, render,
+                                stages_with_scripts, submission_env)
+
+GOLDEN = ROOT / "tests" / "golden"
+EXE = "/opt/glasscam/.venv/bin/glasscam"
+# A run directory name a shell would split or run: a space, ';', both quotes, $(...), and
+# '%j' (which sbatch's --output would expand to the job id).
+HOSTILE = """a b;touch pwned'"$(touch pwned)"%j"""
 
 
-def test_rendered_script_matches_golden_file():
-    text = render("prepare", load_profile("generic"), "/scratch/kam",
-                  glasscam="/opt/glasscam/.venv/bin/glasscam")
-    assert text == (ROOT / "tests/golden/prepare.generic.sbatch").read_text()
+@pytest.mark.parametrize("stage, profile, run_dir, golden", [
+    ("prepare", "generic", "/scratch/kam", "prepare.generic.sbatch"),
+    ("prepare", "local", f"/scratch/group dir/{HOSTILE}", "prepare.local.hostile.sbatch"),
+    ("train", "generic", f"/scratch/group dir/{HOSTILE}", "train.generic.hostile.sbatch"),
+    ("analyze", "generic", "/scratch/kam", "analyze.generic.sbatch"),
+    ("report", "generic", "/scratch/kam", "report.generic.sbatch"),
+])
+def test_rendered_script_matches_golden_file(stage, profile, run_dir, golden):
+    text = render(stage, load_profile(profile), run_dir, glasscam=EXE)
+    assert text.encode() == (GOLDEN / golden).read_bytes()
+
+
+def _bash_words(line: str) -> list[str]:
+    """The words bash makes of one command line (bash itself prints them, NUL-separated)."""
+    out = subprocess.run(["bash", "-c", "printf '%s\\0' " + line], capture_output=True,
+                         check=True).stdout.decode()
+    return out.split("\0")[:-1]
+
+
+@pytest.mark.parametrize("stage", stages_with_scripts())
+def test_every_value_is_one_shell_word(stage, tmp_path):
+    """bash -n accepts the script, and bash reads the run directory, the launcher and the
+    glasscam command (with a space in its path) back word for word: nothing runs that the
+    user did not ask for."""
+    run_dir = tmp_path / HOSTILE
+    exe = ["/opt/my tools/python", "-m", "glasscam_mpi.cli"]
+    text = render(stage, load_profile("local"), run_dir, glasscam=exe)
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    lines = [x for x in text.splitlines() if x]
+    assert _bash_words(next(x for x in lines if x.startswith("cd "))) == ["cd", str(run_dir)]
+    launcher = [] if stage == "report" else ["srun", "--mpi=pmi2"]
+    options = ["--resume"] if stage == "train" else []
+    assert _bash_words(lines[-1]) == [*launcher, *exe, stage, *options, "--run-dir", str(run_dir)]
+    assert list(tmp_path.iterdir()) == [script]   # bash created nothing
+
+
+def test_report_is_one_task_whatever_the_profile(tmp_path):
+    big = Profile(name="big", nodes=8, ntasks_per_node=64, gpus_per_node=4)
+    text = render("report", big, tmp_path)
+    assert "#SBATCH --nodes=1\n#SBATCH --ntasks=1\n" in text
+    assert "ntasks-per-node" not in text and "gpus" not in text and "srun" not in text
+    assert "#SBATCH --nodes=8\n#SBATCH --ntasks-per-node=64\n" in render("analyze", big, tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "a\\b", "a\rb", "tab\there"])
+def test_a_path_that_cannot_go_into_an_sbatch_line_is_refused(bad, tmp_path):
+    with pytest.raises(ConfigError, match=r"run directory .* cannot go into a Slurm job script"):
+        render("prepare", load_profile("local"), tmp_path / bad)
+
+
+def test_submit_refuses_a_newline_in_the_run_dir_and_creates_nothing(tiny_config, tmp_path):
+    run_dir = tmp_path / "runs" / "a\nb"
+    res = glasscam(["submit", "prepare", "--dry-run", "--config", str(tiny_config),
+                    "--run-dir", str(run_dir)], check=False)
+    assert res.returncode == 2, res.stderr
+    assert "glasscam submit: error: run directory" in res.stderr
+    assert repr(str(run_dir)) in res.stderr and "newline" in res.stderr
+    assert not (tmp_path / "runs").exists() and res.stdout == ""
 
 
 def test_gpu_lines_only_for_gpu_stages(tmp_path):
@@ -73,19 +143,86 @@ def test_bad_profiles_are_refused(tmp_path):
     bad.write_text('queue = "x"\n')
     with pytest.raises(ConfigError, match="unknown key 'queue'"):
         load_profile(str(bad))
-    with pytest.raises(ConfigError, match="no job script for stage 'analyze'"):
-        render("analyze", load_profile("local"), tmp_path)
+    with pytest.raises(ConfigError, match="no job script for stage 'nosuch'; stages with "
+                       "scripts: analyze, gradcam, indicators, prepare, propensity, report, train"):
+        render("nosuch", load_profile("local"), tmp_path)
+    with pytest.raises(ConfigError, match="no job script for stage '../base'"):
+        render("../base", load_profile("local"), tmp_path)
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('partition = "local\\n#SBATCH --wrap=x"', r"partition = 'local\\n#SBATCH --wrap=x': allowed: "
+                                               r"letters, digits, '_', '.', '\+', '-' and ','"),
+    ('partition = "a b"', r"partition = 'a b': allowed: .* a space, '#', a quote or a newline"),
+    ('partition = "gpu,cpu"', None),
+    ('account = "proj#1"', r"account = 'proj#1': allowed: letters, digits, '_', '.', '\+', '-', "),
+    ('account = "p;q"', r"account = 'p;q'"),
+    ('time = "01:00:00\\n"', r"time = '01:00:00\\n': use \[D-\]HH:MM:SS"),
+    ('time = 3600', r"time = 3600: use \[D-\]HH:MM:SS"),
+    ('sbatch_extra = ["--mem=4G\\necho pwned"]', r"sbatch_extra = '--mem=4G\\necho pwned': each "
+                                                 r"entry .* starts with '-' and holds no control"),
+    ('sbatch_extra = ["--comment=run#1"]', r"sbatch_extra = '--comment=run#1'.* no '#'"),
+    ('sbatch_extra = ["mem=4G"]', r"sbatch_extra = 'mem=4G'.* starts with '-'"),
+    ('sbatch_extra = "--mem=4G"', r"sbatch_extra = '--mem=4G': must be a list of strings"),
+    ('sbatch_extra = ["--mem=4G", "--constraint=ib&v100"]', None),
+    ('launcher = "srun --mpi=pmi2\\nrm -rf x"',
+     r"launcher = 'srun --mpi=pmi2\\nrm -rf x': one line"),
+    ("launcher = \"srun 'oops\"", r"launcher = \"srun 'oops\": cannot be split into words"),
+    ('gpus_per_node = -1', r"gpus_per_node = -1: must be an integer >= 0"),
+    ('setup = "module load x"', r"setup = 'module load x': must be a list of strings"),
+])
+def test_profile_fields_that_would_end_a_directive_are_refused(toml, message, tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_text(toml + "\n")
+    if message is None:
+        load_profile(str(path))
+        return
+    with pytest.raises(ConfigError, match=f"^profile {path}: {message}"):
+        load_profile(str(path))
+
+
+def test_profiles_made_in_code_are_checked_at_render_time(tmp_path):
+    with pytest.raises(ConfigError, match=r"profile 'x': partition = 'a b'"):
+        render("prepare", Profile(name="x", partition="a b"), tmp_path)
+    with pytest.raises(ConfigError, match=r"profile 'x\\ny': name = 'x\\ny'"):
+        render("prepare", Profile(name="x\ny"), tmp_path)
+
+
+def test_dry_run_refuses_a_bad_config(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[system]\nn_particles = 10\n")
+    res = glasscam(["submit", "prepare", "--dry-run", "--config", str(bad),
+                    "--run-dir", str(tmp_path / "r")], check=False)
+    assert res.returncode == 2 and "n_particles" in res.stderr and res.stdout == ""
+    assert not (tmp_path / "r" / "jobs").exists()
 
 
 @pytest.fixture(scope="session")
 def local_slurm(tmp_path_factory):
-    """A real single-node Slurm for this test session (hpc/slurm/localcluster.sh)."""
-    if os.geteuid() != 0 or shutil.which("sbatch") is None:
-        pytest.skip("needs root and slurm-wlm (bash hpc/bootstrap.sh --dev)")
+    """A real single-node Slurm for this test session (hpc/slurm/localcluster.sh).
+
+    Fails, saying what is missing, where it cannot start; GLASSCAM_SKIP_SLURM=1 skips."""
+    if os.environ.get("GLASSCAM_SKIP_SLURM", "") not in ("", "0"):
+        pytest.skip("GLASSCAM_SKIP_SLURM is set: real-Slurm tests skipped on request")
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    missing = [exe for exe in ("sbatch", "scontrol", "squeue", "sinfo", "munged", "slurmctld",
+                               "slurmd") if shutil.which(exe, path=path) is None]
+    if missing:
+        pytest.fail(f"the real-Slurm tests need slurm-wlm and munge; missing: {', '.join(missing)}. "
+                    "Run 'bash hpc/bootstrap.sh --dev' (it installs them), or set "
+                    "GLASSCAM_SKIP_SLURM=1 to skip these tests on purpose.", pytrace=False)
+    if os.geteuid() != 0:
+        pytest.fail("the real-Slurm tests need root (slurmd runs jobs as their user); run them "
+                    "as root, or set GLASSCAM_SKIP_SLURM=1 to skip them on purpose.", pytrace=False)
     state = tmp_path_factory.mktemp("slurm")
     script = ROOT / "hpc/slurm/localcluster.sh"
-    subprocess.run(["bash", str(script), "start", str(state)], check=True, timeout=60,
-                   capture_output=True)
+    res = subprocess.run(["bash", str(script), "start", str(state)], timeout=120,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        subprocess.run(["bash", str(script), "stop", str(state)], timeout=60)
+        pytest.fail(f"{script} start {state} failed ({res.returncode}):\n{res.stdout}{res.stderr}"
+                    "\n(set GLASSCAM_SKIP_SLURM=1 to skip the real-Slurm tests on purpose)",
+                    pytrace=False)
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(state / "slurm.conf")
     yield state
@@ -94,6 +231,13 @@ def local_slurm(tmp_path_factory):
         os.environ.pop("SLURM_CONF", None)
     else:
         os.environ["SLURM_CONF"] = old
+
+
+def _jobs_known_to_slurm() -> set[str]:
+    """Every job slurmctld knows: queued, running, or ended less than MinJobAge ago."""
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True,
+                         text=True, check=True).stdout
+    return set(out.split())
 
 
 def _wait_for(job: str, timeout: float = 240) -> str:
@@ -109,15 +253,45 @@ def _wait_for(job: str, timeout: float = 240) -> str:
 
 @pytest.mark.slurm
 def test_prepare_job_on_real_slurm_equals_mpiexec(local_slurm, tiny_config, tiny_prepared, tmp_path):
-    run_dir = tmp_path / "slurm-run"
+    """The stage runs on Slurm in a run directory whose name has a space, ';', quotes,
+    $(...) and '%j'; the log lands in its logs/, and nothing is made outside it."""
+    run_dir = tmp_path / HOSTILE
+    before = set(tmp_path.iterdir())
     res = glasscam(["submit", "prepare", "--profile", "local", "--config", str(tiny_config),
                     "--run-dir", str(run_dir)])
     job = res.stdout.split("job ")[1].split()[0]
+    subprocess.run(["bash", "-n", str(run_dir / "jobs" / "prepare.sbatch")], check=True)
     assert _wait_for(job) == "COMPLETED"
     log = (run_dir / "logs" / f"slurm-prepare-{job}.out").read_text()
     assert "2 rank(s)" in log and "wrote" in log
     # srun with 2 ranks under Slurm gives the very data mpiexec gave
     assert_same_data(read_stage(tiny_prepared / "prepare.h5"), read_stage(run_dir / "prepare.h5"))
+    # nothing was made outside the run directory, and no 'pwned' anywhere: not in it, not
+    # where sbatch was called (the job's first working directory), not in $HOME
+    assert set(tmp_path.iterdir()) == before | {run_dir}
+    assert [p for p in tmp_path.rglob("*pwned*") if p.name.startswith("pwned")] == []
+    assert {"pwned", "pwned%j"}.isdisjoint(os.listdir(run_dir))
+    for where in (ROOT, Path.home(), Path("/tmp")):
+        assert not (where / "pwned").exists()
+
+
+@pytest.mark.slurm
+def test_dry_run_prints_and_writes_the_scripts_and_submits_nothing(local_slurm, tiny_config,
+                                                                    tmp_path):
+    run_dir = tmp_path / "dry run"
+    stages = ["prepare", "indicators", "analyze", "report"]
+    known = _jobs_known_to_slurm()
+    res = glasscam(["submit", *stages, "--dry-run", "--profile", "local", "--config",
+                    str(tiny_config), "--run-dir", str(run_dir)])
+    assert _jobs_known_to_slurm() == known   # sbatch was never called
+    expected = ""
+    for stage in stages:
+        path = run_dir / "jobs" / f"{stage}.sbatch"
+        assert path.read_text() == render(stage, load_profile("local"), run_dir)
+        expected += f"# ---- {path}\n{path.read_text()}\n"
+    assert res.stdout == expected
+    assert (run_dir / "config.toml").exists() and (run_dir / "logs").is_dir()
+    assert not (run_dir / "prepare.h5").exists()
 
 
 @pytest.mark.slurm

@@ -38,6 +38,12 @@ done
 [ "$(id -u)" -eq 0 ] || { echo "$0: needs root (slurmd runs jobs as their user)" >&2; exit 1; }
 export PATH="$PATH:/usr/sbin"
 stop
+for port in 16817 16818; do   # the ports of slurm.conf below; one Slurm per machine
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "$0: port $port is in use (another Slurm, e.g. a localcluster.sh started from" \
+         "another directory, is running: stop it first)" >&2; exit 1
+  fi
+done
 
 host=$(hostname -s)
 cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)   # nproc obeys OMP_NUM_THREADS
