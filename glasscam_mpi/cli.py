@@ -59,16 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     from glasscam_mpi.stages import STAGES
 
     for name, stage in STAGES.items():
-        p = sub.add_parser(name, help=stage.HELP, description=stage.DESCRIPTION)
+        p = sub.add_parser(name, help=stage.help, description=stage.description)
         p.add_argument("--run-dir", required=True, help="run directory (created if new)")
         _config_args(p)
         p.add_argument("--retry-failed", action="store_true", help="rerun tasks recorded as failed")
-        if name == "train":
+        if getattr(stage, "options", ()):
             g = p.add_mutually_exclusive_group()
-            g.add_argument("--resume", action="store_true",
-                           help="continue an interrupted training from its last checkpoint")
-            g.add_argument("--restart", action="store_true",
-                           help="discard checkpoints and a finished model; train from scratch")
+            for flag, text in stage.options:
+                g.add_argument(flag, action="store_true", help=text)
 
     p = sub.add_parser("run", help="every stage in order on one run directory",
                        description="Run every stage in order (" + ", ".join(STAGES) + "); a "
@@ -103,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_stage(args, comm) -> int:
     from glasscam_mpi.stages import STAGES
 
-    extra = {k: getattr(args, k) for k in ("resume", "restart") if hasattr(args, k)}
-    STAGES[args.command].run(comm, args.run_dir, _requested(args),
-                             retry_failed=args.retry_failed, **extra)
+    stage = STAGES[args.command]
+    extra = {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
+             for flag, _ in getattr(stage, "options", ())}
+    stage.run(comm, args.run_dir, _requested(args), retry_failed=args.retry_failed, **extra)
     return 0
 
 
@@ -114,7 +113,7 @@ def _cmd_run(args, comm) -> int:
 
     requested = _requested(args)
     for stage in STAGES.values():
-        stage.run(comm, args.run_dir, requested, **getattr(stage, "RUN_OPTIONS", {}))
+        stage.run(comm, args.run_dir, requested, **stage.run_options)
         requested = None  # the run directory now holds the config
     return 0
 

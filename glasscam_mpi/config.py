@@ -21,7 +21,7 @@ from typing import Any
 
 from glasscam_mpi.systems import SYSTEMS, System, get_system
 
-PRESETS = ("demo", "paper-kam", "paper-abm", "ka3d")
+PRESETS = ("demo", "study", "paper-kam", "paper-abm", "ka3d")
 
 
 class ConfigError(ValueError):
@@ -69,17 +69,25 @@ class PropensitySection:
                                          doc="replica temperatures (see temperature_unit)")
     temperature_unit: str = _f("T_star", choices=("T_star", "absolute"),
                                doc="T_star: temperatures are multiples of T*")
-    T_star: float = _f(0.0, 0.0, 100.0,
-                       doc="T* for temperature_unit = T_star; 0 = estimate from the cooling curves")
+    T_star: float | str = _f("estimate", 0.0, 100.0, choices=("estimate",),
+                             doc="T* for temperature_unit = T_star: a number, or \"estimate\" "
+                                 "(the kink of U(T) in the cooling curves; biased, see "
+                                 "analysis/tstar.py); 0 means estimate too (older run dirs)")
     n_replicas: int = _f(30, 1, 100000, doc="isoconfigurational replicas per (config, T)")
-    ensemble: str = _f("nvt", choices=("nvt", "nve"), doc="dynamics of the replicas")
+    min_replicas: int = _f(0, 0, 100000, doc="fewest ok replicas for an ensemble to be "
+                                             "reported; 0 = 90 % of n_replicas")
+    ensemble: str = _f("nvt", choices=("nvt", "nve"),
+                       doc="dynamics of the replicas; nve starts from the T_G glass without a "
+                           "thermostat (T then only sets the initial velocities)")
     t_max: float = _f(1.0e4, 0.0, 1e9, lo_open=True, doc="longest time recorded")
     n_times: int = _f(40, 2, 10000, doc="log-spaced recording times up to t_max")
     delta_targets: tuple[float, ...] = _f((0.3, 1.0, 3.0), 0.0, 1e3, lo_open=True,
                                           doc="mean cage-relative displacements to report at")
+    rounds: int = _f(4, 1, 10000, doc="segments of equal log-time span the replicas run in; "
+                                       "the stop rule is applied to each ensemble between them")
     stop_factor: float = _f(1.25, 0.0, 100.0,
-                            doc="a replica stops once its mean cage displacement exceeds "
-                                "stop_factor * max(delta_targets); 0 = run to t_max")
+                            doc="an ensemble (all its replicas) stops after the round where its "
+                                "delta reaches stop_factor * max(delta_targets); 0 = run to t_max")
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,37 @@ class GradcamSection:
     layer: int = _f(-1, -3, 2, doc="convolution whose feature maps are used; -1 = the last")
     batch_size: int = _f(32, 1, 65536, doc="samples per Grad-CAM batch")
     model: str = _f("", doc="checkpoint to explain with; empty = this run directory's best model")
+    target_glass: str = _f("glass", choices=("glass", "liquid"),
+                           doc="class whose logit is explained on glass samples (the paper: glass)")
+    target_liquid: str = _f("glass", choices=("glass", "liquid"),
+                            doc="class whose logit is explained on liquid samples (default glass: "
+                                "where the network sees glass-like structure in a liquid)")
     device: str = _f("auto", choices=("auto", "cpu", "cuda"), doc="auto: CUDA when available")
+
+
+@dataclass(frozen=True)
+class AnalyzeSection:
+    xis: tuple[float, ...] = _f((0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0), 0.0, 1e4,
+                                doc="coarse-graining lengths xi scanned (0 = the bare field)")
+    xi_delta: float | str = _f("auto", 0.0, 1e4, lo_open=True, choices=("auto",),
+                               doc="xi of the propensity in the indicator-propensity "
+                                   "correlations (paper Figs 5, 7); auto = its C_Delta 1/e "
+                                   "length at delta_ref, rounded to the nearest of xis")
+    delta_ref: float = _f(1.0, 0.0, 1e3, lo_open=True,
+                          doc="the delta whose 1/e length gives xi_delta = auto (Table 3)")
+    xi_pairs: float = _f(4.0, 0.0, 1e4, lo_open=True,
+                         doc="xi of the indicator-indicator correlations (paper Fig. 6: "
+                             "KAM 4, ABM 3)")
+    one_minus: str = _f("paper", doc="indicators used as 1 - X: \"paper\" (KAM: gamma, theta; "
+                                      "ABM: gamma, volume), \"none\", or a comma list of "
+                                      "gamma, volume, theta")
+    r_max: float = _f(0.0, 0.0, 1e4, doc="range of the correlation functions C(r) and g(r); "
+                                         "0 = min(10, L/2)")
+    bins: int = _f(50, 2, 100000, doc="distance bins of C(r) and g(r)")
+    subensemble_size: int = _f(30, 1, 100000,
+                               doc="replicas per sub-ensemble of the ensemble study (Table 4)")
+    subensembles: int = _f(3, 2, 1000, doc="disjoint sub-ensembles of the ensemble study; it "
+                                           "runs when n_replicas >= both multiplied")
 
 
 @dataclass(frozen=True)
@@ -123,6 +161,7 @@ class Config:
     propensity: PropensitySection = field(default_factory=PropensitySection)
     train: TrainSection = field(default_factory=TrainSection)
     gradcam: GradcamSection = field(default_factory=GradcamSection)
+    analyze: AnalyzeSection = field(default_factory=AnalyzeSection)
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -168,6 +207,15 @@ def _allowed(meta: dict, typ: type) -> str:
 
 
 def _check_value(section: str, key: str, value: Any, type_name: str, meta) -> Any:
+    if type_name == "float | str":
+        if isinstance(value, str):
+            if value not in meta["choices"]:
+                raise ConfigError(f"[{section}].{key} = {value!r}: allowed: a number "
+                                  f"{'>' if meta['lo_open'] else '>='} {meta['lo']} and <= "
+                                  f"{meta['hi']}, or one of "
+                                  + ", ".join(repr(c) for c in meta["choices"]))
+            return value
+        return _check_value(section, key, value, "float", {**meta, "choices": None})
     if type_name in ("tuple[float, ...]", "tuple[int, ...]"):
         item = type_name[6:-6]
         where = f"[{section}].{key} = {value!r}"
@@ -274,6 +322,12 @@ def _check_cross(cfg: Config) -> None:
     if list(q.delta_targets) != sorted(set(q.delta_targets)):
         raise ConfigError(f"[propensity].delta_targets = {list(q.delta_targets)}: must be "
                           "strictly increasing")
+    a = cfg.analyze
+    if a.one_minus not in ("paper", "none"):
+        bad = [x for x in a.one_minus.split(",") if x.strip() not in ("gamma", "volume", "theta")]
+        if bad or not a.one_minus.strip():
+            raise ConfigError(f"[analyze].one_minus = {a.one_minus!r}: allowed: \"paper\", "
+                              "\"none\", or a comma list of gamma, volume, theta")
     t = cfg.train
     for key in ("channels", "kernels", "strides"):
         if len(getattr(t, key)) != 3:

@@ -2,7 +2,8 @@
 
     RUN_DIR/
       config.toml          the resolved configuration (every stage re-reads it)
-      <stage>.h5           one HDF5 file per completed stage (see glasscam_mpi.store)
+      <stage>.h5           one HDF5 file per completed stage (see glasscam_mpi.store);
+                           analyze writes analysis.h5
       shards/<stage>/      per-task results while a stage runs (the resume ledger)
       logs/<stage>.json    timings, rank count, host and failures of the last run
       .lock                held by the job that is writing here
@@ -37,8 +38,11 @@ class RunDir:
     def config_path(self) -> Path:
         return self.path / "config.toml"
 
+    # the file of a stage is <stage>.h5, except where a noun reads better
+    FILE_NAMES = {"analyze": "analysis.h5"}
+
     def stage_file(self, stage: str) -> Path:
-        return self.path / f"{stage}.h5"
+        return self.path / self.FILE_NAMES.get(stage, f"{stage}.h5")
 
     def shards(self, stage: str) -> ShardStore:
         return ShardStore(self.path / "shards" / stage)
@@ -61,6 +65,20 @@ class RunDir:
 
         with h5py.File(self.require("prepare"), "r") as fh:
             return np.flatnonzero((fh["status"][:] == 1) & (fh["split"][:] == 2)).astype(np.int64)
+
+    def intact(self, stage: str) -> bool:
+        """Whether ``stage``'s file exists and opens as the HDF5 file of that stage (a
+        truncated or foreign file is not a finished stage)."""
+        path = self.stage_file(stage)
+        if not path.exists():
+            return False
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as fh:
+                return str(fh.attrs.get("stage", "")) == stage
+        except OSError:
+            return False
 
     def task_summary(self, stage: str) -> dict:
         """``{"complete": bool}`` for ``glasscam info``, with the tasks done so far while

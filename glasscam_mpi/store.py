@@ -87,11 +87,26 @@ class ShardStore:
 
 @dataclass(frozen=True)
 class RowSpec:
-    """A dataset with one row per task: shape (n_tasks, *shape), dtype, fill for failures."""
+    """A dataset with one row per task: shape (n_tasks, *shape), dtype, fill for failures.
+
+    A stage whose tasks are of several kinds (``analyze``: test samples, then propensity
+    ensembles) gives each kind's datasets the tasks they hold: ``offset`` is the first such
+    task and ``lead`` the dataset's leading shape (default ``(n_tasks,)``); task i then
+    fills the row ``unravel_index(i - offset, lead)``. A task leaves out the datasets that
+    are not its own.
+    """
 
     shape: tuple[int, ...]
     dtype: str
     fill: float | int = 0
+    lead: tuple[int, ...] | None = None
+    offset: int = 0
+
+    def row(self, i: int) -> tuple[int, ...]:
+        """The dataset row of task ``i``."""
+        if self.lead is None:
+            return (i,)
+        return tuple(int(k) for k in np.unravel_index(i - self.offset, self.lead))
 
 
 def _fill(spec: RowSpec):
@@ -112,7 +127,9 @@ def write_stage_file(path: Path | str, comm, *, n_tasks: int, attrs: Mapping[str
         rows: Row datasets (name -> :class:`RowSpec`).
         row_data: ``i -> (ok, error message, {name: array})`` for task i (reads its shard).
         globals_: Small datasets written once (e.g. box, split); same on every rank.
-        parallel: Use parallel HDF5; default: when h5py has MPI and ``comm`` has >1 rank.
+        parallel: Use parallel HDF5; default: when h5py has MPI and ``comm`` has >1 rank,
+            unless ``GLASSCAM_SERIAL_HDF5=1`` is set in the environment, which forces the
+            rank-0 path (see :func:`glasscam_mpi.env.h5py_has_mpi`).
     """
     import h5py
 
@@ -143,7 +160,7 @@ def write_stage_file(path: Path | str, comm, *, n_tasks: int, attrs: Mapping[str
                     fh["error"][i] = message.encode("utf-8", "replace")[:255]
                     continue
                 for name, value in data.items():
-                    fh[name][i] = value
+                    fh[name][rows[name].row(i)] = value
     comm.Barrier()
     if rank == 0:
         os.replace(tmp, path)
@@ -160,6 +177,7 @@ def _create(fh, n_tasks: int, attrs: Mapping, rows: Mapping[str, RowSpec], globa
     fh.create_dataset("status", (n_tasks,), dtype="i1", fillvalue=0)
     fh.create_dataset("error", (n_tasks,), dtype="S256")
     for name, spec in rows.items():
-        fh.create_dataset(name, (n_tasks, *spec.shape), dtype=spec.dtype, fillvalue=_fill(spec))
+        lead = (n_tasks,) if spec.lead is None else tuple(spec.lead)
+        fh.create_dataset(name, (*lead, *spec.shape), dtype=spec.dtype, fillvalue=_fill(spec))
     for name, value in globals_.items():
         fh.create_dataset(name, data=np.asarray(value))

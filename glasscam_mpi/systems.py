@@ -114,6 +114,14 @@ SYSTEMS: dict[str, System] = {
         sigma=((5 / 6, 1.0), (1.0, 7 / 6)), epsilon=((1.0, 1.0), (1.0, 1.0)),
         rc_factor=3.0, density=1.09, T_liquid=2.0, T_star_paper=1.0,
     ),
+    # The ABM as the authors' published MD code runs it: rho = 1.2 and r_c = 2.5 sigma_ij,
+    # where the paper's Table 1 says rho = 1.09 and 3.0 sigma_ij ("ABM" follows Table 1).
+    # Offered so that a user can compare both; T_L and T* as for ABM.
+    "ABM-code": System(
+        name="ABM-code", dim=2, species=("A", "B"), fractions=(0.5, 0.5), masses=(1.0, 1.0),
+        sigma=((5 / 6, 1.0), (1.0, 7 / 6)), epsilon=((1.0, 1.0), (1.0, 1.0)),
+        rc_factor=2.5, density=1.2, T_liquid=2.0, T_star_paper=1.0,
+    ),
     # The standard 3D Kob-Andersen mixture (METHOD.md section 1 extension). T_L = 0.8 sits
     # in its supercooled regime (T_MCT ~ 0.435), as for KAM.
     "KA3D": System(

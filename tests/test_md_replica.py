@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from glasscam_mpi.analysis import cage_relative_displacement, voronoi_neighbors
+from glasscam_mpi.md.engine import commands, open_lammps, snapshot, wrap_counting_images
 from glasscam_mpi.md.replica import log_times, run_replica
 from glasscam_mpi.systems import get_system
 
@@ -96,3 +97,39 @@ def test_centre_of_mass_stays_put(glass, ensemble):
 def test_bad_ensemble_is_refused(glass):
     with pytest.raises(ValueError, match="ensemble = 'npt'; allowed: 'nvt', 'nve'"):
         _run(glass, ensemble="npt")
+
+
+def test_wrapping_keeps_the_unwrapped_position_in_rounding_cases():
+    """x - L floor(x / L) can round to exactly L (x a hair below 0) or below 0 (x a hair
+    below a multiple of L): the position must land in [0, L) and the image count must
+    change with it, so position + image * L is still the coordinate."""
+    L = np.array([10.0, 7.3])
+    x = np.array([[-1e-17, 7.3 * 3 - 1e-15], [10.0, -7.3], [19.999999999999996, 0.0],
+                  [-10.0, 14.6], [-1e-300, 7.3 * 1e6]])
+    pos, wraps = wrap_counting_images(x.copy(), L)
+    assert np.all(pos >= 0) and np.all(pos < L)
+    np.testing.assert_allclose(pos + wraps * L, x, rtol=0, atol=1e-9)
+    assert wraps[0, 0] == 0 and pos[0, 0] == 0.0      # -1e-17 is 0 of period 0, not L
+    assert wraps[1].tolist() == [1, -1]
+
+
+def test_snapshot_of_an_atom_a_hair_below_zero(glass):
+    """The same through LAMMPS: an atom put at x = -1e-17 (LAMMPS keeps it there until the
+    next re-neighbouring) is reported at 0 with image 0, and its unwrapped position is the
+    coordinate LAMMPS holds."""
+    x0, types, box = glass
+    from glasscam_mpi.md.replica import load_configuration_lines
+
+    with open_lammps() as lmp:
+        commands(lmp, load_configuration_lines(KAM, box))
+        n = len(x0)
+        x3 = np.zeros((n, 3))
+        x3[:, :2] = x0
+        lmp.create_atoms(n, list(range(1, n + 1)), [int(t) + 1 for t in types], x3.ravel().tolist())
+        commands(lmp, ["set atom 1 x -1e-17", "set atom 2 y -1e-15"])
+        snap = snapshot(lmp, 2)
+    unwrapped = snap["positions"] + snap["images"] * snap["box"]
+    assert np.all(snap["positions"] >= 0) and np.all(snap["positions"] < snap["box"])
+    np.testing.assert_allclose(unwrapped[0, 0], -1e-17, atol=1e-12)
+    np.testing.assert_allclose(unwrapped[1, 1], -1e-15, atol=1e-12)
+    np.testing.assert_allclose(unwrapped[2:], x0[2:], atol=1e-12)

@@ -106,14 +106,18 @@ def test_propensity_killed_job_resumes_to_the_same_result(propensity_ref, tiny_p
     ref = _copy_prepared(tiny_prepared, tmp_path / "ref")
     glasscam(["propensity", "--run-dir", str(ref), *conf], n=2)
     proc = start_glasscam(["propensity", "--run-dir", str(rd), *conf], 2)
-    wait_for_shards(rd, "propensity", 3, proc)
+    # replicas run in rounds (segments of log time): kill during the first one
+    first_round = "propensity/rounds/r0"
+    wait_for_shards(rd, first_round, 3, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
-    done = len([p for p in (rd / "shards" / "propensity").iterdir() if ".ok." in p.name])
+    done = len([p for p in (rd / "shards" / first_round).iterdir() if ".ok." in p.name])
     assert 3 <= done < 24 and not (rd / "propensity.h5").exists()
     res = glasscam(["propensity", "--run-dir", str(rd)], n=2)
-    assert f"{24 - done} tasks to do" in res.stdout
+    assert "24 tasks to do" in res.stdout
+    assert f"round 1/4] {24 - done}/{24 - done} replicas" in res.stderr  # only what was left
     assert_same_data(read_stage(ref / "propensity.h5"), read_stage(rd / "propensity.h5"))
+    assert not (rd / "shards" / "propensity" / "rounds").exists()  # restart files removed
 
 
 def test_propensity_crash_then_resume(propensity_ref, tiny_prepared, tmp_path):

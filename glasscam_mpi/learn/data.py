@@ -28,14 +28,26 @@ def dataset_meta(cfg: Config, box: np.ndarray) -> dict:
 
 
 def check_compatible(model_meta: dict, data_meta: dict, model_path: str | Path) -> None:
-    """Refuse a model trained on another system, dimension or grid (names both)."""
+    """Refuse a model trained on another system, dimension, grid, or box (names both).
+
+    The box matters even with the same ``n_grid``: another N (or density) is another box
+    edge L and so another grid spacing h = L / n_grid, and the filters of a CNN are
+    lengths in units of h.
+    """
     diffs = [f"{key}: model {model_meta.get(key)!r} vs dataset {data_meta.get(key)!r}"
              for key in ("system", "dim", "n_species", "n_grid", "widths")
              if model_meta.get(key) != data_meta.get(key)]
+    box_m, box_d = model_meta.get("box"), data_meta.get("box")
+    if box_m is None or box_d is None or len(box_m) != len(box_d) or not np.allclose(
+            box_m, box_d, rtol=1e-9, atol=0):
+        n = data_meta.get("n_grid") or 1
+        diffs.append(f"box: model {box_m!r} vs dataset {box_d!r} (grid spacing "
+                     + (f"{box_m[0] / n:.4g} vs {box_d[0] / n:.4g}" if box_m and box_d else "?")
+                     + "; another N or density)")
     if diffs:
         raise ConfigError(f"model {model_path} does not fit this dataset:\n  " + "\n  ".join(diffs)
-                          + "\nUse a model trained with the same [system] and [train] grid "
-                            "settings (n_grid, width_factor).")
+                          + "\nUse a model trained with the same [system] (name and "
+                            "n_particles) and [train] grid settings (n_grid, width_factor).")
 
 
 @dataclass

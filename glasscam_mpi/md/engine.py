@@ -154,12 +154,38 @@ def snapshot(lmp, dim: int) -> dict[str, np.ndarray]:
     L = np.array(boxhi[:dim]) - lo
     if not np.all(np.isfinite(x)):
         raise MDError("non-finite atom coordinates")
-    shifted = x - lo
-    wraps = np.floor(shifted / L).astype(np.int32)
-    pos = shifted - wraps * L
-    pos[pos >= L] -= L[np.nonzero(pos >= L)[1]]  # a rounding case: x - L*floor(x/L) == L
+    pos, wraps = wrap_counting_images(x - lo, L)
     return {"positions": pos, "images": (img.astype(np.int32)[order] + wraps),
             "types": typ, "box": L}
+
+
+def wrap_counting_images(shifted: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions relative to the box origin mapped into [0, L), and the periods removed.
+
+    ``pos + wraps * L`` equals ``shifted`` (to rounding) for every coordinate, including the
+    rounding cases where ``x - L * floor(x / L)`` comes out as exactly L (x just below a
+    multiple of L from above: it is 0 of the next period) or as a tiny negative number.
+
+    Args:
+        shifted: (N, d) coordinates minus the box's lower corner, any period.
+        L: (d,) box edges.
+
+    Returns:
+        (pos (N, d) float64 in [0, L), wraps (N, d) int32).
+    """
+    wraps = np.floor(shifted / L).astype(np.int32)
+    pos = shifted - wraps * L
+    L_full = np.broadcast_to(L, pos.shape)
+    over = pos >= L_full                   # rounded up to L: the point is 0 of the next period
+    pos[over] -= L_full[over]
+    wraps[over] += 1
+    under = pos < 0                        # rounded below 0: it belongs to the previous period
+    pos[under] += L_full[under]
+    wraps[under] -= 1
+    edge = pos >= L_full                   # a tiny negative + L rounded to L: 0 of this period
+    pos[edge] = 0.0
+    wraps[edge] += 1
+    return pos, wraps
 
 
 def lammps_info() -> str:

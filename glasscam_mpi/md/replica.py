@@ -9,6 +9,7 @@ cost at the paper's largest delta.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -100,8 +101,19 @@ def input_script(system: System, data_file: str, *, T: float, seed: int, timeste
 def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: np.ndarray, *,
                 T: float, seed: int, timestep: float, steps: np.ndarray, ensemble: str = "nvt",
                 tdamp_steps: float = 100.0,
-                stop: Callable[[np.ndarray], bool] | None = None) -> ReplicaResult:
+                stop: Callable[[np.ndarray], bool] | None = None,
+                restart_from: str | os.PathLike | None = None,
+                restart_to: str | os.PathLike | None = None,
+                inject_fault: bool = False) -> ReplicaResult:
     """Run one replica and record unwrapped positions at ``steps``.
+
+    A replica may run in segments: ``restart_to`` writes LAMMPS's binary restart file
+    (positions, image flags, velocities, the thermostat's state, the step count) after the
+    last record, and a later call with ``restart_from`` continues from it (``positions``
+    and ``types`` are then ignored, and ``steps`` must lie beyond the saved step). A
+    continued run is deterministic, but it is not bit-identical to an unbroken one (the
+    neighbour lists are rebuilt, so forces are summed in another order and the chaotic
+    dynamics amplify the last-bit difference): keep the segment boundaries fixed.
 
     Args:
         positions: (N, d) start configuration in [0, L)^d.
@@ -112,32 +124,60 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
         steps: increasing timestep counts at which positions are recorded.
         ensemble: ``"nvt"`` (Nose-Hoover at T) or ``"nve"``.
         stop: called with the positions recorded so far, (k, N, d); True ends the run early.
+        restart_from: a restart file written by an earlier segment of this replica.
+        restart_to: where to write the restart file after the last record (written under a
+            temporary name and renamed, so it exists only when complete).
+        inject_fault: put two atoms on one spot after the first record, a real LAMMPS
+            failure (the tests of the failure path use it).
+
+    Returns:
+        The records; in a continued segment ``T0``, ``momentum0`` and ``velocities0`` are NaN
+        (they belong to the first segment).
     """
     n, d = positions.shape
     dynamics = dynamics_lines(T=T, seed=seed, timestep=timestep, ensemble=ensemble,
                               tdamp_steps=tdamp_steps)
-    x3 = np.zeros((n, 3))
-    x3[:, :d] = positions
     with open_lammps() as lmp:
-        commands(lmp, load_configuration_lines(system, box))
-        lmp.create_atoms(n, list(range(1, n + 1)), [int(t) + 1 for t in types],
-                         x3.ravel().tolist())
-        if lmp.get_natoms() != n:
-            raise MDError(f"loaded {lmp.get_natoms()} of {n} particles")
-        commands(lmp, dynamics + ["run 0 post no"])
-        T0 = thermo(lmp, "temp")[0]
-        v = _by_id(lmp, np.array(lmp.numpy.extract_atom("v")[:n, :d]))
-        momentum0 = v.sum(axis=0)  # masses are 1 in every system here
-        out, recorded, done = [], [], 0
+        if restart_from is None:
+            x3 = np.zeros((n, 3))
+            x3[:, :d] = positions
+            commands(lmp, load_configuration_lines(system, box))
+            lmp.create_atoms(n, list(range(1, n + 1)), [int(t) + 1 for t in types],
+                             x3.ravel().tolist())
+            if lmp.get_natoms() != n:
+                raise MDError(f"loaded {lmp.get_natoms()} of {n} particles")
+            commands(lmp, dynamics + ["run 0 post no"])
+            T0 = thermo(lmp, "temp")[0]
+            v = _by_id(lmp, np.array(lmp.numpy.extract_atom("v")[:n, :d]))
+            momentum0 = v.sum(axis=0)  # masses are 1 in every system here
+        else:
+            # the pair style and its coefficients, velocities, image flags and the
+            # Nose-Hoover state come from the file; fixes are declared again with their IDs
+            fixes = [line for line in dynamics if not line.startswith("velocity")]
+            commands(lmp, [f"read_restart {os.fspath(restart_from)}",
+                           *(["fix twod all enforce2d"] if d == 2 else []), *fixes,
+                           "run 0 post no"])
+            T0, v = float("nan"), np.full((n, d), np.nan)
+            momentum0 = np.full(d, np.nan)
+        done = int(lmp.extract_global("ntimestep"))
+        out, recorded = [], []
         for step in steps:
+            if step < done:
+                raise ValueError(f"record step {int(step)} lies before the restart's step {done}")
             if step > done:
                 commands(lmp, [f"run {int(step - done)} pre no post no"])
                 done = int(step)
             thermo(lmp, "pe")
             out.append(_unwrapped(lmp, d))
             recorded.append(int(step))
+            if inject_fault and len(out) == 1:
+                commands(lmp, ["set atom 2 x 0.5 y 0.5 z 0.0", "set atom 1 x 0.5 y 0.5 z 0.0"])
             if stop is not None and stop(np.asarray(out)):
                 break
+        if restart_to is not None:
+            tmp = f"{os.fspath(restart_to)}.tmp.{os.getpid()}"
+            commands(lmp, [f"write_restart {tmp}"])
+            os.replace(tmp, restart_to)
     return ReplicaResult(np.array(recorded, dtype=np.int64), np.asarray(out), T0, momentum0, v)
 
 

@@ -1,10 +1,10 @@
-"""One module per pipeline stage: read inputs, fan out over ranks, write outputs.
-
-Each stage module has ``run(comm, run_dir, requested_config, ...)`` (every rank calls it)
-and ``summarize(run_dir, config)`` (used by ``glasscam info``).
+"""The pipeline's stages, in order. Each module declares its stage (``stage``): a
+:class:`~glasscam_mpi.stages.engine.FarmStage` for the task farms (their skeleton lives in
+:mod:`glasscam_mpi.stages.engine`), a :class:`~glasscam_mpi.stages.engine.Stage` otherwise.
+The command line, ``glasscam run`` and ``glasscam info`` all read these declarations.
 """
 
-from glasscam_mpi.stages import gradcam, indicators, prepare, propensity, train
+from glasscam_mpi.stages import analyze, gradcam, indicators, prepare, propensity, train
 
-STAGES = {"prepare": prepare, "train": train, "gradcam": gradcam, "indicators": indicators,
-          "propensity": propensity}
+STAGES = {m.stage.name: m.stage for m in (prepare, train, gradcam, indicators, propensity,
+                                              analyze)}

@@ -1,32 +1,42 @@
 """Stage ``gradcam``: Grad-CAM score Gamma_i of every particle of every test sample
 (paper section 3.2, METHOD.md section 4), farmed over ranks.
 
-One task per ok test run (its liquid and its glass sample in one batch). Each rank loads
-the model once (``[gradcam].model``, default this run directory's ``train/best.pt``);
-a model trained on another system, dimension or grid is refused. Class = the glass
-logit before softmax; layer = ``[gradcam].layer`` (default the last convolution).
+One task per ok test run (its liquid and its glass sample). Each rank loads the model once
+(``[gradcam].model``, default this run directory's ``train/best.pt``); a model trained on
+another system, dimension, grid or box (another N: another grid spacing) is refused.
+The explained class is the pre-softmax logit of ``[gradcam].target_glass`` on glass samples
+and ``target_liquid`` on liquid samples (both "glass" by default: the paper explains the
+glass class); the layer is ``[gradcam].layer`` (default the last convolution). Every
+layer's map is also kept (``gamma_layers``), so the analysis can show how the length
+scale of Gamma depends on the layer's resolution: the default strides make the last
+layer's cells 2-4 sigma wide, comparable to the paper's r_Gamma ~ 3-4.
 
 Output ``RUN_DIR/gradcam.h5`` (besides the common datasets of glasscam_mpi.store):
 
-    attrs      stage, classes = "liquid,glass", layer, model (path), model_spec (JSON)
-    runs       (n,) int64       run index in prepare.h5 of each row (= indicators.h5 rows)
-    gamma      (n, 2, N) f4     Gamma_i = M^-1(L) >= 0; [:, 0] liquid, [:, 1] glass
-    p_glass    (n, 2) f4        softmax probability of glass
-    predicted  (n, 2) i1        predicted class (0 liquid, 1 glass)
+    attrs        stage, classes = "liquid,glass", layer, targets ("liquid:C,glass:C": the
+                 class explained on each sample class), model (path), model_spec (JSON),
+                 cell_size (edge of a feature cell of each layer, length units)
+    runs         (n,) int64         run index in prepare.h5 of each row (= indicators.h5 rows)
+    gamma        (n, 2, N) f4       Gamma_i = M^-1(L) >= 0; [:, 0] liquid, [:, 1] glass
+    gamma_layers (n, 2, L, N) f4    the same for every convolution layer (L layers)
+    zero         (n, 2) i1          1 where Gamma is identically 0 (ReLU cut everything)
+    p_glass      (n, 2) f4          softmax probability of glass
+    predicted    (n, 2) i1          predicted class (0 liquid, 1 glass)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from glasscam_mpi.config import Config, ConfigError
-from glasscam_mpi.parallel import Outcome, Progress, TaskFarm, bcast_from_root, injected
+from glasscam_mpi.config import Config
 from glasscam_mpi.rundir import RunDir
-from glasscam_mpi.store import RowSpec, write_stage_file
+from glasscam_mpi.stages.engine import FarmStage, require_tasks
+from glasscam_mpi.store import RowSpec
 
 STAGE = "gradcam"
 CLASSES = ("liquid", "glass")
@@ -55,103 +65,115 @@ def load_model(path: Path, data_meta: dict, device):
     return model.to(device).eval(), spec
 
 
-def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
-        progress_every: float = 5.0) -> dict:
-    rd = RunDir(run_dir)
-    rank = comm.Get_rank()
-    t0 = time.time()
+@dataclass(frozen=True)
+class Plan:
+    runs: np.ndarray   # (n,) ok test runs in prepare.h5
+    box: np.ndarray    # (d,)
+    model: str         # checkpoint path
+    spec: dict         # its model spec
 
-    def setup():
-        import h5py
-
-        from glasscam_mpi.learn.data import dataset_meta
-
-        rd.lock("glasscam gradcam")
-        cfg = rd.resolve_config(requested)
-        runs = rd.ok_test_runs()
-        if len(runs) == 0:
-            raise ConfigError("prepare.h5 has no ok test runs: nothing to explain")
-        with h5py.File(rd.stage_file("prepare"), "r") as fh:
-            box = fh["box"][:]
-        path = model_path(cfg, rd)
-        load_model(path, dataset_meta(cfg, box), "cpu")  # refuse a wrong model here, once
-        todo = rd.pending(STAGE, len(runs), retry_failed)
-        return cfg, runs, box, str(path), todo, rd.stage_file(STAGE).exists() and not todo
-
-    try:
-        cfg, runs, box, path, todo, complete = bcast_from_root(comm, setup)
-        if complete:
-            if rank == 0:
-                print(f"gradcam: {rd.stage_file(STAGE)} is already complete")
-            return {"complete": True}
-        import h5py
-
-        from glasscam_mpi.learn.data import dataset_meta, grid_spec_of
-        from glasscam_mpi.learn.distributed import pick_device
-        from glasscam_mpi.learn.gradcam import gradcam_particles
-
-        device = pick_device(cfg.gradcam.device, comm)
-        model, spec = load_model(Path(path), dataset_meta(cfg, box), device)
-        gspec = grid_spec_of(cfg)
-        layer = cfg.gradcam.layer
-        prep = h5py.File(rd.stage_file("prepare"), "r")
-        crashes = injected("GLASSCAM_INJECT_CRASH", STAGE)
-
-        def task(i: int) -> Outcome:
-            if i in crashes:
-                raise RuntimeError(f"injected crash in gradcam task {i}")
-            r = int(runs[i])
-            pos = np.stack([prep[c][r] for c in CLASSES])
-            types = prep["types"][r]
-            gamma, p_glass = gradcam_particles(model, gspec, box, pos, types, layer=layer)
-            rd.shards(STAGE).write(i, {"gamma": gamma.astype(np.float32),
-                                       "p_glass": p_glass.astype(np.float32),
-                                       "predicted": (p_glass > 0.5).astype(np.int8)})
-            return Outcome(i, True)
-
-        progress = None
-        if rank == 0:
-            print(f"gradcam: {len(todo)} of {len(runs)} test runs (x 2 classes) to do on "
-                  f"{comm.Get_size()} rank(s), {device.type}; model {path}, layer {layer}",
-                  flush=True)
-            progress = Progress(f"gradcam {cfg.system.name}", len(todo), "runs", progress_every)
-        try:
-            TaskFarm(comm, todo, progress).run(task)
-        finally:
-            prep.close()
-        status = bcast_from_root(comm, rd.shards(STAGE).scan)
-        N = cfg.system.n_particles
-        write_stage_file(
-            rd.stage_file(STAGE), comm, n_tasks=len(runs),
-            attrs={"stage": STAGE, "system": cfg.system.name, "dim": cfg.sys.dim,
-                   "n_particles": N, "classes": ",".join(CLASSES), "layer": layer,
-                   "model": path, "model_spec": json.dumps(spec.to_dict()),
-                   "config": cfg.to_toml()},
-            rows={"gamma": RowSpec((2, N), "f4"), "p_glass": RowSpec((2,), "f4"),
-                  "predicted": RowSpec((2,), "i1", -1)},
-            row_data=lambda i: (True, "", rd.shards(STAGE).read(i, status[i])),
-            globals_={"runs": runs.astype(np.int64)})
-        if rank == 0:
-            rd.finish(STAGE, f"{len(runs)} runs x 2 classes", time.time() - t0,
-                      comm.Get_size(), device=device.type, tasks_run=len(todo))
-        return {"complete": True}
-    finally:
-        if rank == 0:
-            rd.unlock()
+    @property
+    def n_tasks(self) -> int:
+        return len(self.runs)
 
 
-def summarize(rd: RunDir, cfg: Config) -> dict:
-    out = rd.task_summary(STAGE)
-    if not out["complete"]:
-        return out
+def _plan(rd: RunDir, cfg: Config) -> Plan:
     import h5py
 
-    with h5py.File(rd.stage_file(STAGE), "r") as fh:
-        gamma, pred = fh["gamma"][:], fh["predicted"][:]
-        n = len(fh["runs"])
-    out["tasks"] = {"total": n, "done": n, "failed": 0, "missing": 0}
-    out["headline"] = {c: {"gamma_mean": round(float(gamma[:, j].mean()), 5),
-                           "gamma_max": round(float(gamma[:, j].max()), 5),
-                           "predicted_glass_fraction": round(float((pred[:, j] == 1).mean()), 4)}
-                       for j, c in enumerate(CLASSES)}
-    return out
+    from glasscam_mpi.learn.data import dataset_meta
+
+    runs = rd.ok_test_runs()
+    require_tasks(len(runs), "prepare.h5 has no ok test runs: nothing to explain")
+    with h5py.File(rd.stage_file("prepare"), "r") as fh:
+        box = fh["box"][:]
+    path = model_path(cfg, rd)
+    _, spec = load_model(path, dataset_meta(cfg, box), "cpu")  # refuse a wrong model here, once
+    return Plan(runs, box, str(path), spec.to_dict())
+
+
+@contextlib.contextmanager
+def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
+    import h5py
+
+    from glasscam_mpi.learn.data import dataset_meta, grid_spec_of
+    from glasscam_mpi.learn.distributed import pick_device
+
+    device = pick_device(cfg.gradcam.device, comm)
+    model, _ = load_model(Path(plan.model), dataset_meta(cfg, plan.box), device)
+    with h5py.File(rd.stage_file("prepare"), "r") as prep:
+        yield cfg, plan, prep, model, grid_spec_of(cfg)
+
+
+def _task(ctx, i: int) -> dict:
+    from glasscam_mpi.learn.gradcam import gradcam_particles
+    from glasscam_mpi.learn.model import GLASS, LIQUID
+
+    cfg, plan, prep, model, gspec = ctx
+    r = int(plan.runs[i])
+    pos = np.stack([prep[c][r] for c in CLASSES])
+    types = prep["types"][r]
+    targets = [GLASS if t == "glass" else LIQUID for t in _targets(cfg)]
+    layers = range(model.n_layers)
+    per_layer = np.empty((2, len(layers), pos.shape[1]), dtype=np.float32)
+    for layer in layers:
+        if targets[0] == targets[1]:  # one batch for both samples
+            g, p_glass = gradcam_particles(model, gspec, plan.box, pos, types, layer=layer,
+                                           target=targets[0])
+        else:
+            g, p_glass = (np.concatenate(v) for v in zip(*(
+                gradcam_particles(model, gspec, plan.box, pos[j:j + 1], types, layer=layer,
+                                  target=targets[j]) for j in range(2))))
+        per_layer[:, layer] = g
+    gamma = per_layer[:, layers[cfg.gradcam.layer]]
+    return {"gamma": gamma, "gamma_layers": per_layer, "zero": (gamma == 0).all(axis=1)
+            .astype(np.int8), "p_glass": p_glass.astype(np.float32),
+            "predicted": (p_glass > 0.5).astype(np.int8)}
+
+
+def _targets(cfg: Config) -> tuple[str, str]:
+    """The class explained on (liquid, glass) samples."""
+    return cfg.gradcam.target_liquid, cfg.gradcam.target_glass
+
+
+def _cell_sizes(plan: Plan) -> list[float]:
+    from glasscam_mpi.learn.model import ModelSpec
+
+    spec = ModelSpec.from_dict(plan.spec)
+    L = float(plan.box[0])
+    return [L / spec.feature_size(layer) for layer in range(len(spec.channels))]
+
+
+def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
+    import torch
+
+    device = "cuda" if cfg.gradcam.device != "cpu" and torch.cuda.is_available() else "cpu"
+    return (f"gradcam: {n_todo} of {plan.n_tasks} test runs (x 2 classes) to do on {size} "
+            f"rank(s), {device}; model {plan.model}, layer "
+            f"{cfg.gradcam.layer}")
+
+
+def _headline(fh, cfg: Config, rd: RunDir) -> dict:
+    gamma, pred = fh["gamma"][:], fh["predicted"][:]
+    zero = fh["zero"][:] if "zero" in fh else (gamma == 0).all(axis=-1)
+    return {"headline": {c: {"gamma_mean": round(float(gamma[:, j].mean()), 5),
+                             "gamma_max": round(float(gamma[:, j].max()), 5),
+                             "gamma_zero_fraction": round(float(zero[:, j].mean()), 4),
+                             "predicted_glass_fraction": round(float((pred[:, j] == 1).mean()), 4)}
+                         for j, c in enumerate(CLASSES)},
+            "targets": str(fh.attrs.get("targets", "liquid:glass,glass:glass"))}
+
+
+stage = FarmStage(
+    name=STAGE, help=HELP, description=DESCRIPTION, unit="runs", plan=_plan, task=_task,
+    open=_open, banner=_banner, headline=_headline,
+    rows=lambda cfg, plan: {
+        "gamma": RowSpec((2, cfg.system.n_particles), "f4"),
+        "gamma_layers": RowSpec((2, len(plan.spec["channels"]), cfg.system.n_particles), "f4"),
+        "zero": RowSpec((2,), "i1", -1), "p_glass": RowSpec((2,), "f4"),
+        "predicted": RowSpec((2,), "i1", -1)},
+    attrs=lambda cfg, plan: {"classes": ",".join(CLASSES), "layer": cfg.gradcam.layer,
+                             "targets": ",".join(f"{c}:{t}" for c, t in zip(CLASSES,
+                                                                           _targets(cfg))),
+                             "cell_size": _cell_sizes(plan),
+                             "model": plan.model, "model_spec": json.dumps(plan.spec)},
+    globals_=lambda cfg, plan: {"runs": plan.runs.astype(np.int64)})

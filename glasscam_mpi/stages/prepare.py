@@ -13,21 +13,24 @@ Output ``RUN_DIR/prepare.h5`` (besides the common datasets of glasscam_mpi.store
     T         (n_runs, n_samples) float64   instantaneous temperature along the ramp
     pe        (n_runs, n_samples) float64   potential energy per particle along the ramp
     seeds     (n_runs, 3) int64         LAMMPS seeds (place A, place B, velocities)
+    energy_jump    (n_runs,) int8       1 where U(T) jumps (crystallisation), 0 not, -1 unchecked
+    energy_jump_T  (n_runs,) float64    the temperature where the jump starts (else NaN)
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from glasscam_mpi.config import Config
 from glasscam_mpi.md.cooling import CoolingPlan, run_cooling
 from glasscam_mpi.md.engine import MDError
-from glasscam_mpi.parallel import (Outcome, Progress, TaskFarm, bcast_from_root, injected,
-                                   lammps_seeds, task_rng)
+from glasscam_mpi.parallel import injected, lammps_seeds, task_rng
 from glasscam_mpi.rundir import RunDir
-from glasscam_mpi.store import RowSpec, write_stage_file
+from glasscam_mpi.stages.engine import FarmStage
+from glasscam_mpi.store import RowSpec
 
 STAGE = "prepare"
 HELP = "cooling runs in LAMMPS -> liquid and glass samples"
@@ -59,7 +62,6 @@ def run_seeds(cfg: Config, index: int) -> tuple[int, int, int]:
 
 
 
-
 def cooling_task(cfg: Config, plan: CoolingPlan, index: int, inject_fault: bool = False) -> dict:
     """Run cooling run ``index``; return its shard arrays. Raises MDError on failure."""
     p = cfg.prepare
@@ -71,133 +73,134 @@ def cooling_task(cfg: Config, plan: CoolingPlan, index: int, inject_fault: bool 
             "pe": res.pe, "seeds": np.array(seeds, dtype=np.int64)}
 
 
-def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
-        progress_every: float = 5.0) -> dict:
-    """Run (or finish) the prepare stage in ``run_dir``; every rank calls this."""
-    rd = RunDir(run_dir)
-    rank = comm.Get_rank()
-    t0 = time.time()
-
-    def setup():
-        rd.lock("glasscam prepare")
-        cfg = rd.resolve_config(requested)
-        todo = rd.pending(STAGE, cfg.prepare.n_runs, retry_failed)
-        complete = rd.stage_file(STAGE).exists() and not todo
-        return cfg, todo, complete
-
-    try:
-        cfg, todo, complete = bcast_from_root(comm, setup)
-        if complete:
-            if rank == 0:
-                print(f"prepare: {rd.stage_file(STAGE)} is already complete")
-            return {"complete": True, "ran": 0}
-        plan = plan_of(cfg)
-        shards = rd.shards(STAGE)
-        faults, crashes = injected("GLASSCAM_INJECT_FAULT", STAGE), injected("GLASSCAM_INJECT_CRASH", STAGE)
-
-        def task(index: int) -> Outcome:
-            if index in crashes:
-                raise RuntimeError(f"injected crash in prepare task {index}")
-            try:
-                arrays = cooling_task(cfg, plan, index, inject_fault=index in faults)
-            except MDError as exc:
-                shards.write(index, error=str(exc))
-                return Outcome(index, False, str(exc))
-            shards.write(index, arrays)
-            return Outcome(index, True)
-
-        progress = None
-        if rank == 0:
-            n = cfg.prepare.n_runs
-            print(f"prepare: {cfg.system.name} N={cfg.system.n_particles}, {len(todo)} of {n} "
-                  f"runs to do on {comm.Get_size()} rank(s); {plan.n_equilibrate} + "
-                  f"{plan.n_total} MD steps per run", flush=True)
-            progress = Progress(f"prepare {cfg.system.name}", len(todo), "runs", progress_every)
-        t_md = time.time()
-        outcomes = TaskFarm(comm, todo, progress).run(task)
-        t_md = time.time() - t_md
-        _reduce(comm, rd, cfg, plan)
-        summary = {}
-        if rank == 0:
-            n_failed = sum(not o.ok for o in outcomes)
-            summary = rd.finish(STAGE, f"{len(outcomes) - n_failed} runs ok, {n_failed} failed "
-                                "in this job", time.time() - t0, comm.Get_size(), outcomes,
-                                unit="run", seconds_md=round(t_md, 3))
-        return comm.bcast(summary, root=0)
-    finally:
-        if rank == 0:
-            rd.unlock()
+@dataclass(frozen=True)
+class Plan:
+    n_tasks: int
+    cooling: CoolingPlan
 
 
-def _reduce(comm, rd: RunDir, cfg: Config, plan: CoolingPlan) -> None:
-    """Gather every shard into prepare.h5 (parallel HDF5 when available)."""
-    shards = rd.shards(STAGE)
-    status = bcast_from_root(comm, shards.scan)
-    N, d, S = cfg.system.n_particles, cfg.sys.dim, len(plan.sample_steps)
-
-    def row(i: int):
-        ok = status.get(i)
-        if ok is None:
-            raise RuntimeError(f"prepare: run {i} has no shard after the task farm finished")
-        data = shards.read(i, ok)
-        return (True, "", data) if ok else (False, str(data["error"]), {})
-
-    write_stage_file(
-        rd.stage_file(STAGE), comm, n_tasks=cfg.prepare.n_runs,
-        attrs={"stage": STAGE, "system": cfg.system.name, "dim": d, "n_particles": N,
-               "T_high": cfg.prepare.T_high, "T_liquid": cfg.T_liquid, "T_glass": cfg.T_glass,
-               "config": cfg.to_toml()},
-        rows={"types": RowSpec((N,), "i1", -1), "liquid": RowSpec((N, d), "f8"),
-              "glass": RowSpec((N, d), "f8"), "T": RowSpec((S,), "f8"),
-              "pe": RowSpec((S,), "f8"), "seeds": RowSpec((3,), "i8", 0)},
-        row_data=row,
-        globals_={"box": np.full(d, cfg.sys.box_length(N)), "split": split_of(cfg),
-                  "T_target": plan.target_temperature(cfg.prepare.T_high, cfg.T_glass),
-                  "step": np.array(plan.sample_steps, dtype=np.int64)},
-    )
+def _plan(rd: RunDir, cfg: Config) -> Plan:
+    return Plan(cfg.prepare.n_runs, plan_of(cfg))
 
 
-def summarize(rd: RunDir, cfg: Config) -> dict:
-    """Task counts and headline figures of the prepare stage, for ``glasscam info``."""
-    n = cfg.prepare.n_runs
-    found = rd.shards(STAGE).scan()
-    n_ok = sum(found.values())
-    out: dict = {"complete": rd.stage_file(STAGE).exists(),
-                 "tasks": {"total": n, "done": n_ok, "failed": len(found) - n_ok,
-                           "missing": n - len(found)}}
-    if not out["complete"]:
-        return out
+@contextlib.contextmanager
+def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
+    yield cfg, plan.cooling, injected("GLASSCAM_INJECT_FAULT", STAGE)
+
+
+def _task(ctx, index: int) -> dict:
+    cfg, cooling, faults = ctx
+    return cooling_task(cfg, cooling, index, inject_fault=index in faults)
+
+
+def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
+    return (f"prepare: {cfg.system.name} N={cfg.system.n_particles}, {n_todo} of "
+            f"{cfg.prepare.n_runs} runs to do on {size} rank(s); {plan.cooling.n_equilibrate} + "
+            f"{plan.cooling.n_total} MD steps per run")
+
+
+def _rows(cfg: Config, plan: Plan) -> dict:
+    N, d, S = cfg.system.n_particles, cfg.sys.dim, len(plan.cooling.sample_steps)
+    return {"types": RowSpec((N,), "i1", -1), "liquid": RowSpec((N, d), "f8"),
+            "glass": RowSpec((N, d), "f8"), "T": RowSpec((S,), "f8"),
+            "pe": RowSpec((S,), "f8"), "seeds": RowSpec((3,), "i8", 0)}
+
+
+def _attrs(cfg: Config, plan: Plan) -> dict:
+    return {"T_high": cfg.prepare.T_high, "T_liquid": cfg.T_liquid, "T_glass": cfg.T_glass}
+
+
+def _globals(cfg: Config, plan: Plan) -> dict:
+    d, N = cfg.sys.dim, cfg.system.n_particles
+    return {"box": np.full(d, cfg.sys.box_length(N)), "split": split_of(cfg),
+            "T_target": plan.cooling.target_temperature(cfg.prepare.T_high, cfg.T_glass),
+            "step": np.array(plan.cooling.sample_steps, dtype=np.int64)}
+
+
+def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
+    """Rank 0: flag the runs whose U(T) jumps (crystallisation, paper section 2.2 / S6)."""
+    if comm.Get_rank() == 0:
+        add_energy_jumps(path)
+    comm.Barrier()
+
+
+def add_energy_jumps(path) -> None:
+    """``energy_jump`` (n_runs,) int8: 1 where the run's U(T) drops discontinuously, 0 where
+    it does not, -1 where not checked (failed run, too few energy samples);
+    ``energy_jump_T`` (n_runs,): the T where it starts."""
     import h5py
 
-    with h5py.File(rd.stage_file(STAGE), "r") as fh:
-        ok = fh["status"][:] == 1
-        split, step, pe, T = fh["split"][:], fh["step"][:], fh["pe"][:][ok], fh["T"][:][ok]
-        out["tasks"].update(done=int(ok.sum()), failed=int((fh["status"][:] == 2).sum()),
-                            missing=int((fh["status"][:] == 0).sum()))
-    plan = plan_of(cfg)
-    k_liq = int(np.searchsorted(step, plan.n_liquid))
-    out["split_ok_runs"] = {name: int(((split == s) & ok).sum()) for s, name in enumerate(SPLIT_NAMES)}
+    with h5py.File(path, "a") as fh:
+        flags, where = energy_jump_flags(fh["status"][:] == 1, fh["T"][:], fh["pe"][:])
+        for name, value in (("energy_jump", flags), ("energy_jump_T", where)):
+            if name in fh:
+                del fh[name]
+            fh.create_dataset(name, data=value)
+        fh["energy_jump"].attrs["criterion"] = ("glasscam_mpi.analysis.order.energy_jumps with "
+                                                "its default thresholds")
+
+
+def energy_jump_flags(ok: np.ndarray, T: np.ndarray, U: np.ndarray):
+    """(flags, T at the jump) of runs with (measured T, U) rows: 1 jump, 0 none, -1 not
+    checked (a failed run, or too few energy samples to judge)."""
+    from glasscam_mpi.analysis.order import energy_jumps
+
+    flags = np.full(len(ok), -1, dtype=np.int8)
+    where = np.full(len(ok), np.nan)
+    for i in np.flatnonzero(ok):
+        try:
+            res = energy_jumps(T[i], U[i])
+        except ValueError:  # too few samples along the ramp to judge ([prepare].energy_samples)
+            continue
+        flags[i] = int(res.flagged)
+        where[i] = res.T[0] if res.flagged else np.nan
+    return flags, where
+
+
+def _headline(fh, cfg: Config, rd: RunDir) -> dict:
+    """Split counts, liquid/glass energies and T* for ``glasscam info``."""
+    ok = fh["status"][:] == 1
+    split, step, pe, T = fh["split"][:], fh["step"][:], fh["pe"][:][ok], fh["T"][:][ok]
+    out: dict = {"split_ok_runs": {name: int(((split == s) & ok).sum())
+                                   for s, name in enumerate(SPLIT_NAMES)}}
+    if not ok.any():
+        out["headline"] = {}
+        return out
+    k_liq = int(np.searchsorted(step, plan_of(cfg).n_liquid))
     out["headline"] = {
         "liquid": {"T_target": cfg.T_liquid, "T_mean": _r(T[:, k_liq].mean()),
                    "pe_per_particle_mean": _r(pe[:, k_liq].mean()), "pe_std": _r(pe[:, k_liq].std())},
         "glass": {"T_target": cfg.T_glass, "T_mean": _r(T[:, -1].mean()),
                   "pe_per_particle_mean": _r(pe[:, -1].mean()), "pe_std": _r(pe[:, -1].std())},
-    } if ok.any() else {}
-    if ok.any():
-        try:
-            T_star = estimate_t_star_of(fh_path=rd.stage_file(STAGE), cfg=cfg)
-            out["T_star"] = {"estimate": _r(T_star.T_star), "paper": cfg.sys.T_star_paper,
-                             "method": "kink of U(T) along the ramp (hinge fit, measured T)"}
-        except ValueError as exc:
-            out["T_star"] = {"estimate": None, "paper": cfg.sys.T_star_paper, "why": str(exc)}
+    }
+    if "energy_jump" in fh:
+        jumps = fh["energy_jump"][:]
+        out["crystallisation"] = {
+            "runs_with_energy_jump": int((jumps == 1).sum()),
+            "runs_checked": int((jumps >= 0).sum()),
+            "criterion": "a discontinuous drop of U(T) along the ramp (analysis/order.py)"}
+    try:
+        T_star = estimate_t_star_of(fh_path=rd.stage_file(STAGE), cfg=cfg)
+        out["T_star"] = {"estimate": _r(T_star.T_star), "paper": cfg.sys.T_star_paper,
+                         "method": "kink of U(T) along the ramp: glass line + liquid parabola "
+                                   "in a window of about 2 T* (analysis/tstar.py)"}
+    except ValueError as exc:
+        out["T_star"] = {"estimate": None, "paper": cfg.sys.T_star_paper, "why": str(exc)}
     return out
+
+
+stage = FarmStage(
+    name=STAGE, help=HELP, description=DESCRIPTION, unit="runs", plan=_plan, task=_task,
+    rows=_rows, attrs=_attrs, globals_=_globals, open=_open, banner=_banner,
+    reduce=_reduce, headline=_headline, failures=(MDError,))
 
 
 def estimate_t_star_of(fh_path, cfg: Config):
     """T* (METHOD.md section 6) from the run-averaged cooling curves U(T) in prepare.h5.
 
     The measured temperature is used, not the thermostat target: at fast cooling the
-    system lags the target. Points above T_L are left out (curved hot liquid).
+    system lags the target. Every point of the ramp enters: the estimator itself narrows
+    the liquid branch to a window of about 2 T* (analysis/tstar.py documents its bias).
     """
     import h5py
 
@@ -209,7 +212,7 @@ def estimate_t_star_of(fh_path, cfg: Config):
             raise ValueError("no ok runs in prepare.h5")
         U = fh["pe"][:][ok].mean(axis=0)
         T = fh["T"][:][ok].mean(axis=0)
-    return estimate_t_star(T, U, T_max=cfg.T_liquid)
+    return estimate_t_star(T, U)
 
 
 def _r(x: float) -> float:

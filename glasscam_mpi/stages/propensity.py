@@ -7,18 +7,36 @@ velocities at T_k and stores its cage-relative displacement field Delta_i^s(t) (
 and its Voronoi neighbours at t = 0, METHOD.md section 6). Replicas are seeded by
 (c, k, s), so the first 30 replicas of a 100-replica ensemble are a 30-replica ensemble.
 
+**One set of times per ensemble.** The recording times are split into ``[propensity].rounds``
+consecutive segments of equal log-time span. All replicas run a segment, then the stop rule
+is applied to each *ensemble* (c, k): once its delta (mean over ok replicas and particles)
+at the segment's end reaches ``stop_factor * max(delta_targets)``, none of its replicas
+runs further, so every replica of an ensemble covers the same times (NaN after the stop
+for all of them alike). A replica continues from a LAMMPS restart file of its previous
+segment; segments are fixed by the config, so results do not depend on the rank count, on
+the order tasks finish in, or on a kill and resume.
+
+**Failed replicas** are left out: the ensemble means run over the ok replicas, their count
+``n_ok_replicas`` is stored per (c, k), and an ensemble with fewer than
+``min_replicas`` ok replicas is flagged ``reportable = 0`` (analyze and report skip it and
+say so; ``glasscam info`` lists it).
+
 Output ``RUN_DIR/propensity.h5`` (besides the common datasets of glasscam_mpi.store):
 
-    attrs  stage, T_star, T_star_source ("config", "cooling curves" or "none"), ensemble
+    attrs  stage, T_star, T_star_source ("config", "estimate" or "none"), T_star_estimate,
+           T_star_paper, ensemble, rounds, min_replicas
     configs             (n_c,) int64       run index in prepare.h5 of each configuration
     temperatures        (n_T,) f8          absolute replica temperatures
     steps, time         (n_times,)         recording timesteps and times
     delta_targets       (n_d,) f8
     task_config, task_temperature, task_replica   (n_tasks,) int32
-    cage_displacement   (n_tasks, n_times, N) f4   Delta_i^s(t); NaN after a replica stopped
+    cage_displacement   (n_tasks, n_times, N) f4   Delta_i^s(t); NaN after the ensemble stopped
     T0                  (n_tasks,) f8      temperature of the drawn velocities
     momentum0           (n_tasks, d) f8    total momentum of the drawn velocities
-    propensity          (n_c, n_T, n_times, N) f4   Delta_i(t), mean over replicas
+    n_ok_replicas       (n_c, n_T) int32   replicas that finished, per ensemble
+    reportable          (n_c, n_T) int8    1 where n_ok_replicas >= min_replicas
+    stopped_after       (n_c, n_T) f8      last recorded time of the ensemble
+    propensity          (n_c, n_T, n_times, N) f4   Delta_i(t), mean over ok replicas
     delta               (n_c, n_T, n_times) f8       delta(t) = mean_i Delta_i(t)
     propensity_at_delta (n_c, n_T, n_d, N) f4   Delta_i where delta(t) passes each target
     t_at_delta          (n_c, n_T, n_d) f8      that time (NaN if not reached)
@@ -26,7 +44,9 @@ Output ``RUN_DIR/propensity.h5`` (besides the common datasets of glasscam_mpi.st
 
 from __future__ import annotations
 
-import time
+import math
+import shutil
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,11 +55,11 @@ from glasscam_mpi.analysis.voronoi import voronoi_neighbors
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.md.engine import MDError
 from glasscam_mpi.md.replica import log_times, run_replica
-from glasscam_mpi.parallel import (Outcome, Progress, TaskFarm, bcast_from_root, injected,
-                                   lammps_seeds, task_rng)
+from glasscam_mpi.parallel import Outcome, bcast_from_root, injected, lammps_seeds, task_rng
 from glasscam_mpi.rundir import RunDir
+from glasscam_mpi.stages.engine import FarmStage
 from glasscam_mpi.stages.prepare import estimate_t_star_of
-from glasscam_mpi.store import RowSpec, write_stage_file
+from glasscam_mpi.store import RowSpec, ShardStore
 
 STAGE = "propensity"
 HELP = "isoconfigurational replica ensembles in LAMMPS -> dynamic propensity"
@@ -49,155 +69,251 @@ DESCRIPTION = ("For the first n_configs glass test samples and each temperature,
                "the propensity and delta(t). Resumable; identical for any rank count.")
 
 
-def t_star_of(cfg: Config, rd: RunDir) -> tuple[float, str]:
-    """T* from the config, else from the prepare stage's cooling curves."""
-    if cfg.propensity.T_star > 0:
-        return cfg.propensity.T_star, "config"
+def t_star_of(cfg: Config, rd: RunDir) -> tuple[float, str, float]:
+    """(T* used, its source, the cooling-curve estimate or NaN)."""
     try:
-        return estimate_t_star_of(rd.stage_file("prepare"), cfg).T_star, "cooling curves"
+        estimate = estimate_t_star_of(rd.stage_file("prepare"), cfg).T_star
+        why = ""
     except ValueError as exc:
-        raise ConfigError(f"cannot estimate T* from the cooling curves ({exc}); set "
-                          "[propensity].T_star or temperature_unit = \"absolute\"") from exc
+        estimate, why = float("nan"), str(exc)
+    if cfg.propensity.T_star not in ("estimate", 0.0):
+        return float(cfg.propensity.T_star), "config", estimate
+    if not math.isfinite(estimate):
+        raise ConfigError(f"cannot estimate T* from the cooling curves ({why}); set "
+                          "[propensity].T_star to a number or temperature_unit = \"absolute\"")
+    return estimate, "estimate", estimate
 
 
-def _inputs(cfg: Config, rd: RunDir) -> dict:
-    """Everything the tasks need, read once on rank 0 (then broadcast)."""
+def min_replicas(cfg: Config) -> int:
+    """Fewest ok replicas for a reportable ensemble (0 in the config: 90 % of n_replicas)."""
+    q = cfg.propensity
+    return q.min_replicas or max(1, math.ceil(0.9 * q.n_replicas))
+
+
+@dataclass(frozen=True)
+class Plan:
+    configs: np.ndarray     # (n_c,) run indices in prepare.h5
+    glass: np.ndarray       # (n_c, N, d)
+    types: np.ndarray       # (n_c, N)
+    box: np.ndarray         # (d,)
+    temps: np.ndarray       # (n_T,) absolute temperatures
+    T_star: float
+    T_star_source: str
+    T_star_estimate: float
+    steps: np.ndarray       # (n_times,) recording timesteps
+    segments: tuple         # record indices of each round
+    shape: tuple            # (n_c, n_T, n_replicas)
+
+    @property
+    def n_tasks(self) -> int:
+        return int(np.prod(self.shape))
+
+
+def _plan(rd: RunDir, cfg: Config) -> Plan:
     import h5py
 
     q = cfg.propensity
     ok_test = rd.ok_test_runs()
+    if len(ok_test) < q.n_configs:
+        raise ConfigError(f"[propensity].n_configs = {q.n_configs}: only {len(ok_test)} ok "
+                          "test runs in prepare.h5")
+    configs = ok_test[:q.n_configs]
     with h5py.File(rd.stage_file("prepare"), "r") as fh:
-        if len(ok_test) < q.n_configs:
-            raise ConfigError(f"[propensity].n_configs = {q.n_configs}: only {len(ok_test)} ok "
-                              "test runs in prepare.h5")
-        configs = ok_test[:q.n_configs]
-        glass = fh["glass"][np.sort(configs)]
-        types = fh["types"][np.sort(configs)]
-        box = fh["box"][:]
-    T_star, source = (float("nan"), "none")
+        glass, types, box = fh["glass"][np.sort(configs)], fh["types"][np.sort(configs)], fh["box"][:]
     temps = np.array(q.temperatures, dtype=float)
+    T_star, source, estimate = float("nan"), "none", float("nan")
     if q.temperature_unit == "T_star":
-        T_star, source = t_star_of(cfg, rd)
+        T_star, source, estimate = t_star_of(cfg, rd)
         temps = temps * T_star
-    elif q.T_star > 0:
-        T_star, source = q.T_star, "config"
-    return {"configs": configs, "glass": glass, "types": types, "box": box, "temps": temps,
-            "T_star": T_star, "T_star_source": source,
-            "steps": log_times(cfg.prepare.timestep, q.t_max, q.n_times)}
+    elif q.T_star not in ("estimate", 0.0):
+        T_star, source = float(q.T_star), "config"
+    steps = log_times(cfg.prepare.timestep, q.t_max, q.n_times)
+    if q.rounds > len(steps):
+        raise ConfigError(f"[propensity].rounds = {q.rounds}: more than the {len(steps)} distinct "
+                          "recording times; lower it or raise n_times")
+    if q.ensemble == "nve":
+        print("propensity: WARNING: ensemble = 'nve' starts from the T_G glass without a "
+              "thermostat, so the replicas settle near T/2: T then only sets the initial "
+              "velocities (use 'nvt' for the paper's protocol)", flush=True)
+    segments = tuple(tuple(int(i) for i in seg)
+                     for seg in np.array_split(np.arange(len(steps)), q.rounds))
+    return Plan(configs, glass, types, box, temps, T_star, source, estimate, steps, segments,
+                (len(configs), len(temps), q.n_replicas))
 
 
-def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
-        progress_every: float = 5.0) -> dict:
-    """Run (or finish) the propensity stage; every rank calls this."""
-    rd = RunDir(run_dir)
-    rank = comm.Get_rank()
-    t0 = time.time()
-
-    def setup():
-        rd.lock("glasscam propensity")
-        cfg = rd.resolve_config(requested)
-        inputs = _inputs(cfg, rd)
-        q = cfg.propensity
-        n_tasks = len(inputs["configs"]) * len(inputs["temps"]) * q.n_replicas
-        todo = rd.pending(STAGE, n_tasks, retry_failed)
-        return cfg, inputs, todo, rd.stage_file(STAGE).exists() and not todo
-
-    try:
-        cfg, inputs, todo, complete = bcast_from_root(comm, setup)
-        if complete:
-            if rank == 0:
-                print(f"propensity: {rd.stage_file(STAGE)} is already complete")
-            return {"complete": True}
-        q, p = cfg.propensity, cfg.prepare
-        shape = (len(inputs["configs"]), len(inputs["temps"]), q.n_replicas)
-        steps = inputs["steps"]
-        cages: dict[int, tuple] = {}
-        threshold = q.stop_factor * max(q.delta_targets)
-
-        crashes = injected("GLASSCAM_INJECT_CRASH", STAGE)
-
-        def task(index: int) -> Outcome:
-            if index in crashes:
-                raise RuntimeError(f"injected crash in propensity task {index}")
-            c, k, s = (int(v) for v in np.unravel_index(index, shape))
-            x0, types, box = inputs["glass"][c], inputs["types"][c], inputs["box"]
-            if c not in cages:
-                cages[c] = voronoi_neighbors(box, x0)
-            cage = cages[c]
-            stop = None
-            if threshold > 0:
-                stop = lambda X: cage_relative_displacement(X[-1] - x0, *cage).mean() > threshold  # noqa: E731
-            seed = lammps_seeds(task_rng(cfg.run.seed, STAGE, cfg.system.name,
-                                         int(inputs["configs"][c]), k, s), 1)[0]
-            try:
-                res = run_replica(cfg.sys, x0, types, box, T=float(inputs["temps"][k]), seed=seed,
-                                  timestep=p.timestep, steps=steps, ensemble=q.ensemble,
-                                  tdamp_steps=p.tdamp_steps, stop=stop)
-            except MDError as exc:
-                rd.shards(STAGE).write(index, error=str(exc))
-                return Outcome(index, False, str(exc))
-            disp = np.full((len(steps), len(x0)), np.nan, dtype=np.float32)
-            disp[:len(res.steps)] = cage_relative_displacement(res.positions - x0, *cage)
-            rd.shards(STAGE).write(index, {"cage_displacement": disp, "T0": np.array(res.T0),
-                                           "momentum0": res.momentum0})
-            return Outcome(index, True)
-
-        progress = None
-        if rank == 0:
-            print(f"propensity: {shape[0]} config(s) x T = {np.round(inputs['temps'], 4).tolist()} "
-                  f"(T* = {inputs['T_star']:.4g} from {inputs['T_star_source']}) x "
-                  f"{q.n_replicas} replicas: {len(todo)} tasks to do on {comm.Get_size()} rank(s)",
-                  flush=True)
-            progress = Progress(f"propensity {cfg.system.name}", len(todo), "replicas",
-                                progress_every)
-        outcomes = TaskFarm(comm, todo, progress).run(task)
-        _reduce(comm, rd, cfg, inputs, shape)
-        if rank == 0:
-            rd.finish(STAGE, f"{sum(not o.ok for o in outcomes)} failed in this job",
-                      time.time() - t0, comm.Get_size(), outcomes)
-        return {"complete": True}
-    finally:
-        if rank == 0:
-            rd.unlock()
+def _seed(cfg: Config, plan: Plan, c: int, k: int, s: int) -> int:
+    return lammps_seeds(task_rng(cfg.run.seed, STAGE, cfg.system.name,
+                                 int(plan.configs[c]), k, s), 1)[0]
 
 
-def _reduce(comm, rd: RunDir, cfg: Config, inputs: dict, shape: tuple[int, int, int]) -> None:
-    shards = rd.shards(STAGE)
-    status = bcast_from_root(comm, shards.scan)
-    n_tasks = int(np.prod(shape))
-    N, d = cfg.system.n_particles, cfg.sys.dim
-    steps = inputs["steps"]
+class _Rounds:
+    """Where the segments of the replicas live: one shard folder per round, plus the
+    LAMMPS restart files a replica continues from (removed when the stage is written)."""
 
-    def row(i: int):
-        ok = status[i]
-        data = shards.read(i, ok)
-        return (True, "", data) if ok else (False, str(data["error"]), {})
+    def __init__(self, rd: RunDir):
+        self.root = rd.path / "shards" / STAGE / "rounds"
 
-    c_idx, k_idx, s_idx = np.unravel_index(np.arange(n_tasks), shape)
-    path = write_stage_file(
-        rd.stage_file(STAGE), comm, n_tasks=n_tasks,
-        attrs={"stage": STAGE, "system": cfg.system.name, "dim": d, "n_particles": N,
-               "T_star": inputs["T_star"], "T_star_source": inputs["T_star_source"],
-               "ensemble": cfg.propensity.ensemble, "config": cfg.to_toml()},
-        rows={"cage_displacement": RowSpec((len(steps), N), "f4"), "T0": RowSpec((), "f8"),
-              "momentum0": RowSpec((d,), "f8")},
-        row_data=row,
-        globals_={"configs": inputs["configs"].astype(np.int64), "temperatures": inputs["temps"],
-                  "steps": steps, "time": steps * cfg.prepare.timestep,
-                  "delta_targets": np.array(cfg.propensity.delta_targets),
-                  "task_config": c_idx.astype(np.int32), "task_temperature": k_idx.astype(np.int32),
-                  "task_replica": s_idx.astype(np.int32)})
+    def shards(self, r: int) -> ShardStore:
+        return ShardStore(self.root / f"r{r}")
+
+    def state(self, index: int, r: int):
+        return self.root / "state" / f"{index:07d}.r{r}.restart"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def run_segment(cfg: Config, plan: Plan, index: int, r: int, cage, rounds: _Rounds,
+                inject_fault: bool = False) -> dict:
+    """Segment ``r`` of replica ``index``: its cage-relative displacements at the segment's
+    records (and, for r = 0, the drawn velocities' temperature and momentum)."""
+    c, k, s = (int(v) for v in np.unravel_index(index, plan.shape))
+    x0 = plan.glass[c]
+    last = r == len(plan.segments) - 1
+    state_out = None if last else rounds.state(index, r)
+    if state_out is not None:
+        state_out.parent.mkdir(parents=True, exist_ok=True)
+    res = run_replica(cfg.sys, x0, plan.types[c], plan.box, T=float(plan.temps[k]),
+                      seed=_seed(cfg, plan, c, k, s), timestep=cfg.prepare.timestep,
+                      steps=plan.steps[list(plan.segments[r])], ensemble=cfg.propensity.ensemble,
+                      tdamp_steps=cfg.prepare.tdamp_steps,
+                      restart_from=rounds.state(index, r - 1) if r else None,
+                      restart_to=state_out, inject_fault=inject_fault)
+    out = {"cage_displacement": cage_relative_displacement(res.positions - x0, *cage)
+           .astype(np.float32)}
+    if r == 0:
+        out.update(T0=np.array(res.T0), momentum0=res.momentum0)
+    return out
+
+
+def _ensemble_delta(plan: Plan, rounds: _Rounds, r: int, c: int, k: int) -> float:
+    """delta at the end of round r of ensemble (c, k): mean over its ok replicas."""
+    store = rounds.shards(r)
+    found = store.scan()
+    lo = (c * plan.shape[1] + k) * plan.shape[2]
+    last = [store.read(i, True)["cage_displacement"][-1].mean()
+            for i in range(lo, lo + plan.shape[2]) if found.get(i)]
+    return float(np.mean(last)) if last else float("nan")
+
+
+def _farm(stage: FarmStage, comm, rd: RunDir, cfg: Config, plan: Plan, todo: list[int],
+          progress_every: float) -> list[Outcome]:
+    """Run the rounds of every replica in ``todo``, stopping ensembles as they finish, and
+    write each finished replica's shard (all its segments, NaN after the stop)."""
+    q = cfg.propensity
+    rounds = _Rounds(rd)
+    threshold = q.stop_factor * max(q.delta_targets)
+    n_rounds = len(plan.segments)
+    n_ens = plan.shape[0] * plan.shape[1]
+    cages: dict[int, tuple] = {}
+
+    def cage_of(c: int):
+        if c not in cages:
+            cages[c] = voronoi_neighbors(plan.box, plan.glass[c])
+        return cages[c]
+
     if comm.Get_rank() == 0:
-        add_propensity(path, shape)
+        print(f"propensity: {plan.shape[0]} config(s) x T = {np.round(plan.temps, 4).tolist()} "
+              f"(T* = {plan.T_star:.4g} from {plan.T_star_source}) x {q.n_replicas} replicas: "
+              f"{len(todo)} tasks to do on {comm.Get_size()} rank(s), in {n_rounds} round(s) "
+              f"up to t = {plan.steps[-1] * cfg.prepare.timestep:g}", flush=True)
+
+    faults = injected("GLASSCAM_INJECT_FAULT", STAGE)  # test hook: real LAMMPS failures
+    stopped = np.zeros(n_ens, dtype=bool)
+    for r in range(n_rounds):
+        store = rounds.shards(r)
+
+        def pending_now():
+            store.clean_partial()
+            found = store.scan()
+            failed_before = set()
+            for rr in range(r):
+                failed_before |= {i for i, ok in rounds.shards(rr).scan().items() if not ok}
+            return [i for i in todo if not stopped[i // plan.shape[2]]
+                    and i not in found and i not in failed_before]
+
+        work = bcast_from_root(comm, pending_now)
+        stage.run_tasks(comm, work, lambda i: run_segment(
+            cfg, plan, i, r, cage_of(i // (plan.shape[1] * plan.shape[2])), rounds,
+            inject_fault=i in faults and r == 0),
+            store, f"{STAGE} {cfg.system.name} round {r + 1}/{n_rounds}", progress_every)
+        if threshold > 0 and r < n_rounds - 1:
+            def decide():
+                out = stopped.copy()
+                for e in np.flatnonzero(~out):
+                    d = _ensemble_delta(plan, rounds, r, *divmod(int(e), plan.shape[1]))
+                    out[e] = not (d < threshold)  # NaN (no ok replica left) stops too
+                return out
+            stopped = bcast_from_root(comm, decide)
+    return bcast_from_root(comm, lambda: _merge(plan, rounds, rd.shards(STAGE), todo))
+
+
+def _merge(plan: Plan, rounds: _Rounds, final: ShardStore, todo: list[int]) -> list[Outcome]:
+    """Rank 0: one shard per replica from its segments (NaN where its ensemble stopped)."""
+    n_times, N = len(plan.steps), plan.glass.shape[1]
+    scans = [rounds.shards(r).scan() for r in range(len(plan.segments))]
+    outcomes = []
+    for i in todo:
+        disp = np.full((n_times, N), np.nan, dtype=np.float32)
+        arrays, error = {}, None
+        for r, seg in enumerate(plan.segments):
+            ok = scans[r].get(i)
+            if ok is None:
+                break
+            data = rounds.shards(r).read(i, ok)
+            if not ok:
+                error = f"round {r + 1}: {data['error']}"
+                break
+            disp[list(seg)] = data["cage_displacement"]
+            if r == 0:
+                arrays = {"T0": data["T0"], "momentum0": data["momentum0"]}
+        if error is None and not arrays:
+            raise RuntimeError(f"propensity: replica {i} has no first segment after the farm")
+        if error is not None:
+            final.write(i, error=error)
+        else:
+            final.write(i, {"cage_displacement": disp, **arrays})
+        outcomes.append(Outcome(i, error is None, error or ""))
+    return outcomes
+
+
+def _rows(cfg: Config, plan: Plan) -> dict:
+    N, d = cfg.system.n_particles, cfg.sys.dim
+    return {"cage_displacement": RowSpec((len(plan.steps), N), "f4"), "T0": RowSpec((), "f8"),
+            "momentum0": RowSpec((d,), "f8")}
+
+
+def _attrs(cfg: Config, plan: Plan) -> dict:
+    return {"T_star": plan.T_star, "T_star_source": plan.T_star_source,
+            "T_star_estimate": plan.T_star_estimate,
+            "T_star_paper": cfg.sys.T_star_paper or float("nan"),
+            "ensemble": cfg.propensity.ensemble, "rounds": len(plan.segments),
+            "min_replicas": min_replicas(cfg)}
+
+
+def _globals(cfg: Config, plan: Plan) -> dict:
+    c_idx, k_idx, s_idx = np.unravel_index(np.arange(plan.n_tasks), plan.shape)
+    return {"configs": plan.configs.astype(np.int64), "temperatures": plan.temps,
+            "steps": plan.steps, "time": plan.steps * cfg.prepare.timestep,
+            "delta_targets": np.array(cfg.propensity.delta_targets),
+            "task_config": c_idx.astype(np.int32), "task_temperature": k_idx.astype(np.int32),
+            "task_replica": s_idx.astype(np.int32)}
+
+
+def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
+    if comm.Get_rank() == 0:
+        add_propensity(path, plan.shape, min_replicas(cfg))
+        _Rounds(RunDir(path.parent)).remove()
     comm.Barrier()
 
 
-def add_propensity(path, shape: tuple[int, int, int]) -> None:
-    """Derive the ensemble datasets (propensity, delta, values at the delta targets)."""
+def add_propensity(path, shape: tuple[int, int, int], min_ok: int = 1) -> None:
+    """Derive the ensemble datasets (propensity, delta, values at the delta targets) from
+    the ok replicas of every ensemble."""
     import h5py
 
     with h5py.File(path, "a") as fh:
-        disp = fh["cage_displacement"]
+        disp, status = fh["cage_displacement"], fh["status"][:]
         n_c, n_T, n_s = shape
         t = fh["time"][:]
         targets = fh["delta_targets"][:]
@@ -205,13 +321,28 @@ def add_propensity(path, shape: tuple[int, int, int]) -> None:
         prop = np.full((n_c, n_T, len(t), N), np.nan, dtype=np.float32)
         at = np.full((n_c, n_T, len(targets), N), np.nan, dtype=np.float32)
         t_at = np.full((n_c, n_T, len(targets)), np.nan)
+        n_ok = np.zeros((n_c, n_T), dtype=np.int32)
+        last = np.full((n_c, n_T), np.nan)
         for c in range(n_c):
             for k in range(n_T):
                 lo = (c * n_T + k) * n_s
-                prop[c, k] = propensity_mean(disp[lo:lo + n_s])
+                ok = np.flatnonzero(status[lo:lo + n_s] == 1)
+                n_ok[c, k] = len(ok)
+                if len(ok) == 0:
+                    continue
+                prop[c, k] = propensity_mean(disp[lo:lo + n_s][ok])
                 at[c, k], t_at[c, k] = at_targets(t, prop[c, k], targets)
-        for name, value in (("propensity", prop), ("delta", np.nanmean(prop, axis=-1)),
-                            ("propensity_at_delta", at), ("t_at_delta", t_at)):
+                recorded = np.flatnonzero(np.isfinite(prop[c, k, :, 0]))
+                last[c, k] = t[recorded[-1]] if len(recorded) else np.nan
+        # delta(t): NaN at the times after an ensemble stopped (all its replicas alike)
+        delta = np.full(prop.shape[:-1], np.nan)
+        recorded = np.isfinite(prop).all(axis=-1)
+        delta[recorded] = prop[recorded].astype(np.float64).mean(axis=-1)
+        for name, value in (("propensity", prop), ("delta", delta),
+                            ("propensity_at_delta", at), ("t_at_delta", t_at),
+                            ("n_ok_replicas", n_ok),
+                            ("reportable", (n_ok >= min_ok).astype(np.int8)),
+                            ("stopped_after", last)):
             if name in fh:
                 del fh[name]
             fh.create_dataset(name, data=value)
@@ -231,7 +362,7 @@ def at_targets(t: np.ndarray, prop: np.ndarray, targets: np.ndarray):
     and the time linearly in log t (t_a^(1-w) t_b^w: exact where delta grows like log t,
     as it does between the cage plateau and diffusion). A target equal to delta at the
     first record is reached there; NaN (field and time) where delta never reaches the
-    target, or is already past it at the first record. A frame with any NaN (replicas
+    target, or is already past it at the first record. A frame with any NaN (an ensemble
     stopped early; such frames only end a record) never counts as reaching a target.
     """
     delta = prop.mean(axis=1)
@@ -253,27 +384,27 @@ def at_targets(t: np.ndarray, prop: np.ndarray, targets: np.ndarray):
     return fields, times
 
 
-def summarize(rd: RunDir, cfg: Config) -> dict:
-    """Task counts and headline figures of the propensity stage, for ``glasscam info``."""
-    found = rd.shards(STAGE).scan()
-    out: dict = {"complete": rd.stage_file(STAGE).exists()}
-    if not out["complete"] and not found:
-        return out
-    n_ok = sum(found.values())
-    out["tasks"] = {"done": n_ok, "failed": len(found) - n_ok}
-    if not out["complete"]:
-        return out
-    import h5py
-
-    with h5py.File(rd.stage_file(STAGE), "r") as fh:
-        n = len(fh["status"])
-        out["tasks"]["total"] = n
-        out["tasks"]["missing"] = n - len(found)
-        out["T_star"] = float(fh.attrs["T_star"])
-        out["T_star_source"] = str(fh.attrs["T_star_source"])
-        out["T_star_paper"] = cfg.sys.T_star_paper
-        out["temperatures"] = np.round(fh["temperatures"][:], 5).tolist()
-        out["max_delta"] = np.round(np.nanmax(fh["delta"][:], axis=-1), 4).tolist()
-        out["t_at_delta"] = {f"{x:g}": np.round(fh["t_at_delta"][:, :, j], 3).tolist()
-                             for j, x in enumerate(fh["delta_targets"][:])}
+def _headline(fh, cfg: Config, rd: RunDir) -> dict:
+    """T*, temperatures, how far delta got, and any ensemble too thin to report."""
+    out = {"T_star": float(fh.attrs["T_star"]), "T_star_source": str(fh.attrs["T_star_source"]),
+           "T_star_paper": cfg.sys.T_star_paper,
+           "temperatures": np.round(fh["temperatures"][:], 5).tolist(),
+           "max_delta": np.round(np.nanmax(np.nan_to_num(fh["delta"][:], nan=-1), axis=-1),
+                                 4).tolist(),
+           "t_at_delta": {f"{x:g}": np.round(fh["t_at_delta"][:, :, j], 3).tolist()
+                          for j, x in enumerate(fh["delta_targets"][:])}}
+    if "T_star_estimate" in fh.attrs:
+        out["T_star_estimate"] = float(fh.attrs["T_star_estimate"])
+    if "n_ok_replicas" in fh:
+        n_ok, rep = fh["n_ok_replicas"][:], fh["reportable"][:]
+        out["n_ok_replicas"] = n_ok.tolist()
+        thin = [f"config {c}, T = {fh['temperatures'][k]:.4g}: {n_ok[c, k]} ok replicas < "
+                f"{int(fh.attrs['min_replicas'])}" for c, k in zip(*np.nonzero(rep == 0))]
+        if thin:
+            out["not_reportable"] = thin
     return out
+
+
+stage = FarmStage(
+    name=STAGE, help=HELP, description=DESCRIPTION, unit="replicas", plan=_plan, rows=_rows, attrs=_attrs, globals_=_globals, reduce=_reduce,
+    headline=_headline, failures=(MDError,), farm=_farm)

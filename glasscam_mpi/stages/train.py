@@ -36,6 +36,7 @@ import numpy as np
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.parallel import bcast_from_root, injected, task_rng
 from glasscam_mpi.rundir import RunDir
+from glasscam_mpi.stages.engine import Stage, session
 
 STAGE = "train"
 HELP = "train the glass/liquid CNN, data-parallel (Horovod, DDP or single)"
@@ -45,7 +46,6 @@ DESCRIPTION = ("Train the CNN of the paper (section 3.1) on gridded liquid and g
                "interrupted training exactly where it stopped. Writes train.h5 with the test "
                "accuracy per class (the paper's Table 2).")
 PAPER_TABLE2 = {"KAM": (1.00, 0.998), "ABM": (1.00, 1.00)}
-RUN_OPTIONS = {"resume": True}  # 'glasscam run' continues an interrupted training
 
 
 def _files(rd: RunDir) -> dict[str, Path]:
@@ -92,46 +92,43 @@ def _augment(x, rng: np.random.Generator, dim: int):
 def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
         resume: bool = False, restart: bool = False, progress_every: float = 5.0) -> dict:
     """Train (every rank calls this). ``resume`` continues from the last checkpoint."""
-    rd = RunDir(run_dir)
-    rank = comm.Get_rank()
-    files = _files(rd)
+    with session(comm, run_dir, STAGE) as rd:
+        files = _files(rd)
 
-    def setup():
-        rd.lock("glasscam train")
-        if restart:  # before the config check: [train] may change on a restart
-            import shutil
+        def setup():
+            rd.lock("glasscam train")
+            if restart:  # before the config check: [train] may change on a restart
+                import shutil
 
-            stale = [p for p in (files["dir"], rd.stage_file(STAGE), rd.stage_file("gradcam"),
-                                 rd.path / "shards" / "gradcam") if p.exists()]
-            for p in stale:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-            if stale:
-                print("train --restart: removed " + ", ".join(str(p) for p in stale), flush=True)
-        cfg = rd.resolve_config(requested)
-        rd.require("prepare")
-        if rd.stage_file(STAGE).exists() and not restart:
-            return cfg, None, True
-        state = None
-        if files["checkpoint"].exists() and not restart:
-            ck = load_checkpoint(files["checkpoint"])
-            if not resume:
-                raise ConfigError(f"training in {rd.path} stopped after epoch {ck['epoch'] + 1} "
-                                  f"of {cfg.train.epochs} ({files['checkpoint']}): rerun with "
-                                  "--resume to continue from there, or --restart to start over")
-            state = files["checkpoint"]
-        files["dir"].mkdir(parents=True, exist_ok=True)
-        return cfg, state, False
+                stale = [p for p in (files["dir"], rd.stage_file(STAGE), rd.stage_file("gradcam"),
+                                     rd.path / "shards" / "gradcam") if p.exists()]
+                for p in stale:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+                if stale:
+                    print("train --restart: removed " + ", ".join(str(p) for p in stale),
+                          flush=True)
+            cfg = rd.resolve_config(requested)
+            rd.require("prepare")
+            if rd.intact(STAGE) and not restart:
+                return cfg, None, True
+            state = None
+            if files["checkpoint"].exists() and not restart:
+                ck = load_checkpoint(files["checkpoint"])
+                if not resume:
+                    raise ConfigError(f"training in {rd.path} stopped after epoch "
+                                      f"{ck['epoch'] + 1} of {cfg.train.epochs} "
+                                      f"({files['checkpoint']}): rerun with --resume to continue "
+                                      "from there, or --restart to start over")
+                state = files["checkpoint"]
+            files["dir"].mkdir(parents=True, exist_ok=True)
+            return cfg, state, False
 
-    try:
         cfg, state_path, complete = bcast_from_root(comm, setup)
         if complete:
-            if rank == 0:
+            if comm.Get_rank() == 0:
                 print(f"train: {rd.stage_file(STAGE)} is already complete (--restart to retrain)")
             return {"complete": True}
         return _train(comm, rd, cfg, state_path, progress_every)
-    finally:
-        if rank == 0:
-            rd.unlock()
 
 
 def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> dict:
@@ -162,6 +159,17 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                                hidden=t.hidden, dropout=t.dropout)
     par = open_backend(t.backend, comm, device)
     torch.manual_seed(task_rng(cfg.run.seed, STAGE, "init").integers(2**62))
+    # test hook: GLASSCAM_INJECT_INIT=train:1 gives rank 1 other initial weights, which the
+    # backend's broadcast from rank 0 must replace (digests printed before and after)
+    apart = injected("GLASSCAM_INJECT_INIT", STAGE)
+    if rank in apart:
+        torch.manual_seed(10_000 + rank)
+
+    def show_digests(when: str) -> None:
+        digests = comm.allgather(parameter_digest(model))
+        if rank == 0:
+            print(f"train: parameter digests {when}: {' '.join(digests)}", flush=True)
+
     model = build_model(mspec).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     history: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_accuracy",
@@ -191,14 +199,21 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
         opt.load_state_dict(ck["optimizer"])
         history, best, first_epoch = ck["history"], ck["best"], ck["epoch"] + 1
     else:
+        if apart:
+            show_digests("before the broadcast")
         par.broadcast_parameters(model)
     net = par.wrap_model(model)
+    if apart and state_path is None:
+        show_digests("after the broadcast")
     val_idx = np.arange(len(val))[rank::size]
     Xv, yv = torch.from_numpy(grid_split(val, gspec, val_idx)), torch.from_numpy(val.labels[val_idx])
     n_batches = len(train) // t.batch_size
     local = t.batch_size // size
     amp = t.amp and device.type == "cuda"
     crashes = injected("GLASSCAM_INJECT_CRASH", STAGE)
+    # test hook: GLASSCAM_INJECT_DESYNC=train:E nudges the last rank's parameters after the
+    # first step of epoch E, which check_sync must catch
+    desync = injected("GLASSCAM_INJECT_DESYNC", STAGE)
     if rank == 0:
         print(f"train: {cfg.system.name} {len(train)} train / {len(val)} validation samples, "
               f"grid {gspec.n_grid}^{gspec.dim} x {gspec.n_species} ch, backend {par.name} on "
@@ -235,6 +250,9 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                 loss = F.cross_entropy(logits.float(), yb)
             loss.backward()
             opt.step()
+            if epoch in desync and b == 0 and rank == size - 1:
+                with torch.no_grad():
+                    next(model.parameters()).view(-1)[0] += 1e-3
             sums += [loss.item() * len(yb), (logits.argmax(1) == yb).sum().item(), len(yb)]
             if t.check_sync:
                 digests = comm.allgather(parameter_digest(model))
@@ -399,8 +417,11 @@ def _plot(path: Path, history: dict, system: str) -> None:
 
 def summarize(rd: RunDir, cfg: Config) -> dict:
     files = _files(rd)
-    out: dict = {"complete": rd.stage_file(STAGE).exists()}
+    out: dict = {"complete": rd.intact(STAGE)}
     if not out["complete"]:
+        if rd.stage_file(STAGE).exists():
+            out["error"] = (f"{rd.stage_file(STAGE).name} is damaged: rerun 'glasscam train "
+                            f"--run-dir {rd.path} --resume' to rewrite it")
         if files["history"].exists():
             h = json.loads(files["history"].read_text())
             out["epochs_done"] = len(h["epoch"])
@@ -419,3 +440,10 @@ def summarize(rd: RunDir, cfg: Config) -> dict:
     if paper:
         out["test_accuracy_paper"] = {"glass": paper[0], "liquid": paper[1]}
     return out
+
+
+stage = Stage(STAGE, HELP, DESCRIPTION, run=run, summarize=summarize,
+              run_options={"resume": True},  # 'glasscam run' continues an interrupted training
+              options=(("--resume", "continue an interrupted training from its last checkpoint"),
+                       ("--restart", "discard checkpoints and a finished model; train from "
+                                     "scratch")))

@@ -1,0 +1,467 @@
+"""Stage ``analyze``: the paper's answer (sections 3.6, 4.2-4.7), farmed over ranks.
+
+Reads whatever the run directory holds: prepare.h5, indicators.h5 and propensity.h5 are
+needed; gradcam.h5 (and train.h5) add the Grad-CAM score Gamma. Without them the Gamma
+rows are NaN and the report says the CNN stages were not run.
+
+Two kinds of task, one row each:
+
+* **test samples** (one per ok test run, both classes): the bare fields Gamma, Upsilon,
+  Theta coarse-grained at every xi of ``[analyze].xis`` (one periodic pair search per
+  configuration), their pairwise Pearson and Spearman correlations per sample (Fig. 6,
+  supplement Table S2), C(r) of the bare fields (Fig. 8; Gamma of every CNN layer too),
+  g(r) and, in 2D, the hexatic order psi_6 (the crystallisation check of S6/S7);
+* **propensity ensembles** (configuration c, temperature k): the propensity Delta(t) at
+  every recorded time and the indicators of configuration c, each coarse-grained at every
+  xi, and the Pearson correlation of every (indicator, xi_X, xi_Delta) at every time
+  (Figs 5, 7; Table 3's xi scan); C_Delta(r) at each delta target (Fig. 3); the normalised
+  coarse-grained maps (Figs 1, 2); and, with enough replicas, the ensemble study of
+  Table 4 / Fig. 4 from disjoint sub-ensembles.
+
+A ``reduce`` on rank 0 then derives the tables (group ``summary``): xi_Delta per delta
+target (the 1/e length of the mean C_Delta), the xi of each indicator that maximises its
+correlation with the propensity, C^max and delta* per indicator and temperature
+(Table 5), the distributions of the pairwise correlations over correctly classified test
+samples (misclassified ones are left out and counted, as in the paper), r where C(r) of
+each indicator first crosses 0, Table 4, and the crystallisation flags. Indicators enter
+correlations in the form ``[analyze].one_minus`` says (the paper's 1 - X choices by
+default); every table records the form.
+
+Output ``RUN_DIR/analysis.h5`` (``n`` test samples, ``n_c`` x ``n_T`` ensembles, ``X`` = 3
+indicators [gamma, volume, theta], ``P`` = 3 pairs [gamma-volume, gamma-theta,
+theta-volume], ``m`` = len(xis), ``B`` = bins, ``d_t`` recorded times, ``D`` delta targets):
+
+    attrs    stage, indicators, pairs, forms (JSON: indicator -> "X" or "1 - X"),
+             have_gamma, xis, r_corr, headline (JSON, what ``glasscam info`` shows)
+    runs                      (n,) int64      test runs (rows of indicators/gradcam.h5)
+    samples/pearson           (n, 2, m, P) f8 per-sample correlations at every xi
+    samples/spearman          (n, 2, m, P) f8
+    samples/constant          (n, 2, X) i1    1 where a field is constant (no correlation)
+    samples/correct           (n, 2) i1       1 classified right, 0 wrong, -1 no CNN
+    samples/corr_r            (n, 2, B+1, X)  C(r) of the bare fields
+    samples/corr_r_layers     (n, 2, B+1, L)  C(r) of Gamma of each CNN layer
+    samples/rdf               (n, 2, B, 3)    g_AA, g_AB, g_BB
+    samples/psi6              (n, 2) f8       |<psi_6>| (2D; NaN in 3D)
+    samples/psi6_local        (n, 2) f8       mean_i |psi_6,i| (2D; NaN in 3D)
+    dynamics/corr             (n_c, n_T, d_t, X, m, m) f8  Pearson(ind at xi_a, Delta at xi_b)
+    dynamics/delta            (n_c, n_T, d_t) f8     delta(t) (bare propensity mean)
+    dynamics/corr_delta_r     (n_c, n_T, D, B+1) f8  C_Delta(r) at each target
+    dynamics/maps_indicators  (n_c, n_T, X, m, N) f4 normalised coarse-grained indicators
+    dynamics/maps_delta       (n_c, n_T, D, m, N) f4 normalised coarse-grained Delta(delta)
+    dynamics/ensemble         (n_c, n_T, D, m, 5) f8 Table 4 columns at every xi (NaN
+                              without the study): C(e30,e30) bare, C(e30~,e30~),
+                              C(e30,e30~), C(e100,e100~), C(e30~,e100~)
+    summary/...               the tables (see :mod:`glasscam_mpi.stages.analyze_summary`)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from glasscam_mpi.analysis.neighbours import PairList
+from glasscam_mpi.analysis.order import hexatic
+from glasscam_mpi.analysis.stats import constant_columns, pearson_matrix, spearman_matrix
+from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.rundir import RunDir
+from glasscam_mpi.stages.engine import FarmStage, TaskFailed, require_tasks
+from glasscam_mpi.store import RowSpec
+
+STAGE = "analyze"
+HELP = "coarse-graining, correlation lengths and correlations -> analysis.h5 (the paper's answer)"
+DESCRIPTION = ("Coarse-grain Gamma, the Voronoi volume, Theta and the propensity at every xi, "
+               "correlate them (paper sections 3.6, 4.2-4.7: Tables 3-5, Figs 3-8), farmed "
+               "over MPI ranks, and reduce into analysis.h5. Uses whatever stages exist "
+               "(gradcam is optional).")
+INDICATORS = ("gamma", "volume", "theta")
+PAIRS = ((0, 1), (0, 2), (2, 1))  # gamma-volume, gamma-theta, theta-volume (paper's order)
+PAIR_NAMES = ("gamma-volume", "gamma-theta", "theta-volume")
+CLASSES = ("liquid", "glass")
+PAPER_ONE_MINUS = {"KAM": ("gamma", "theta"), "ABM": ("gamma", "volume"),
+                   "ABM-code": ("gamma", "volume"), "KA3D": ("gamma", "theta")}
+ENSEMBLE_COLUMNS = ("e30-e30 bare", "e30~-e30~", "e30-e30~", "e100-e100~", "e30~-e100~")
+
+
+def one_minus(cfg: Config) -> tuple[str, ...]:
+    """The indicators that enter correlations as 1 - X."""
+    a = cfg.analyze.one_minus
+    if a == "paper":
+        return PAPER_ONE_MINUS.get(cfg.system.name, ("gamma", "theta"))
+    if a == "none":
+        return ()
+    return tuple(x.strip() for x in a.split(","))
+
+
+def forms(cfg: Config) -> dict[str, str]:
+    flip = one_minus(cfg)
+    return {x: ("1 - X" if x in flip else "X") for x in INDICATORS}
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: np.ndarray          # (n,) ok test runs, rows of indicators.h5 (and gradcam.h5)
+    have_gamma: bool
+    n_layers: int
+    box: np.ndarray
+    xis: tuple                # sorted, unique, 0 first if present
+    r_corr: float
+    bins: int
+    shape: tuple              # (n_c, n_T) ensembles
+    config_rows: np.ndarray   # (n_c,) row of each propensity configuration in ``runs``
+    n_times: int
+    n_targets: int
+    reportable: np.ndarray    # (n_c, n_T) int8
+    study: tuple | None       # (size, count) of the ensemble study, or None
+    sign: np.ndarray          # (X,) -1 for 1 - X forms, +1 otherwise
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.runs)
+
+    @property
+    def n_tasks(self) -> int:
+        return self.n_samples + int(np.prod(self.shape))
+
+
+def _open_checked(rd: RunDir, stage: str):
+    """An earlier stage's file, open; clear errors for a missing or damaged one."""
+    import h5py
+
+    path = rd.require(stage)
+    try:
+        fh = h5py.File(path, "r")
+        _ = fh["status"][:1]
+    except (OSError, KeyError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); rerun 'glasscam {stage} --run-dir "
+                          f"{rd.path}' to rebuild it from its task shards") from None
+    return fh
+
+
+def _plan(rd: RunDir, cfg: Config) -> Plan:
+    a = cfg.analyze
+    with contextlib.ExitStack() as stack:
+        prep = stack.enter_context(_open_checked(rd, "prepare"))
+        box = prep["box"][:]
+        runs = rd.ok_test_runs()
+        require_tasks(len(runs), f"{rd.stage_file('prepare')} has no ok test runs: nothing to "
+                                 "analyse (raise [prepare].n_runs or check the failed runs)")
+        ind = stack.enter_context(_open_checked(rd, "indicators"))
+        if not np.array_equal(ind["runs"][:], runs):
+            raise ConfigError(f"{rd.stage_file('indicators')} was made for other test runs than "
+                              "prepare.h5 holds; rerun 'glasscam indicators'")
+        prop = stack.enter_context(_open_checked(rd, "propensity"))
+        have_gamma, n_layers = False, 0
+        if rd.stage_file("gradcam").exists():
+            gc = stack.enter_context(_open_checked(rd, "gradcam"))
+            if not np.array_equal(gc["runs"][:], runs):
+                raise ConfigError(f"{rd.stage_file('gradcam')} was made for other test runs "
+                                  "than prepare.h5 holds; rerun 'glasscam gradcam'")
+            have_gamma = True
+            n_layers = gc["gamma_layers"].shape[2] if "gamma_layers" in gc else 0
+        configs = prop["configs"][:]
+        rows = np.searchsorted(runs, configs)
+        if np.any(rows >= len(runs)) or not np.array_equal(runs[np.minimum(rows, len(runs) - 1)],
+                                                           configs):
+            raise ConfigError("propensity.h5 uses configurations that are not ok test runs of "
+                              "prepare.h5; rerun 'glasscam propensity'")
+        shape = (len(configs), len(prop["temperatures"]))
+        n_times, n_targets = prop["time"].shape[0], prop["delta_targets"].shape[0]
+        reportable = prop["reportable"][:] if "reportable" in prop else np.ones(shape, np.int8)
+        n_rep = prop["cage_displacement"].shape[0] // max(1, int(np.prod(shape)))
+    xis = sorted(set(a.xis) | {a.xi_pairs} | ({a.xi_delta} if a.xi_delta != "auto" else set()))
+    L = float(box.min())
+    r_corr = min(a.r_max or 10.0, L / 2)
+    study = ((a.subensemble_size, a.subensembles)
+             if n_rep >= a.subensemble_size * a.subensembles else None)
+    sign = np.array([-1.0 if x in one_minus(cfg) else 1.0 for x in INDICATORS])
+    return Plan(runs, have_gamma, n_layers, box, tuple(float(x) for x in xis), r_corr,
+                a.bins, shape, rows.astype(np.int64), int(n_times), int(n_targets),
+                reportable.astype(np.int8), study, sign)
+
+
+@contextlib.contextmanager
+def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
+    import h5py
+
+    with contextlib.ExitStack() as stack:
+        files = {s: stack.enter_context(h5py.File(rd.stage_file(s), "r"))
+                 for s in ("prepare", "indicators", "propensity")}
+        if plan.have_gamma:
+            files["gradcam"] = stack.enter_context(h5py.File(rd.stage_file("gradcam"), "r"))
+        yield cfg, plan, files
+
+
+def _pair_list(plan: Plan, x: np.ndarray) -> PairList:
+    return PairList(plan.box, x, max(2 * max(plan.xis), plan.r_corr, 1e-9))
+
+
+def _fields(plan: Plan, files: dict, row: int, cls: int) -> np.ndarray:
+    """(N, 3) bare Gamma, Upsilon, Theta of test row ``row``, class ``cls`` (NaN Gamma
+    without a CNN)."""
+    ind = files["indicators"]
+    vol, theta = ind["volume"][row, cls], ind["theta"][row, cls]
+    gamma = (files["gradcam"]["gamma"][row, cls].astype(np.float64) if plan.have_gamma
+             else np.full_like(vol, np.nan))
+    return np.stack([gamma, vol, theta], axis=1)
+
+
+def _normalised(F: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """[0, 1] normalisation of each column of (..., N, k) fields, then 1 - X where
+    ``sign`` is -1 (constant columns stay 0)."""
+    lo = np.nanmin(F, axis=-2, keepdims=True)
+    top = np.nanmax(F, axis=-2, keepdims=True) - lo
+    out = (F - lo) / np.where(top > 0, top, 1.0)
+    return np.where(sign < 0, 1.0 - out, out) if sign is not None else out
+
+
+def _sample_task(cfg: Config, plan: Plan, files: dict, i: int) -> dict:
+    prep = files["prepare"]
+    r = int(plan.runs[i])
+    per_class = []
+    for cls in range(2):
+        layers = predicted = None
+        if plan.have_gamma:
+            predicted = int(files["gradcam"]["predicted"][i, cls])
+            if plan.n_layers:
+                layers = files["gradcam"]["gamma_layers"][i, cls].astype(np.float64).T
+        per_class.append(analyse_sample(plan, prep[CLASSES[cls]][r], prep["types"][r],
+                                        _fields(plan, files, i, cls), layers, predicted, cls))
+    return {name: np.stack([d[name] for d in per_class]) for name in per_class[0]}
+
+
+def analyse_sample(plan: Plan, x: np.ndarray, types: np.ndarray, F: np.ndarray,
+                   layers: np.ndarray | None = None, predicted: int | None = None,
+                   label: int = 1) -> dict:
+    """Everything analyze computes for one test sample.
+
+    Args:
+        plan: The stage's plan (xis, r_corr, bins, box, forms as ``sign``).
+        x: (N, d) positions; types: (N,) species.
+        F: (N, 3) bare Gamma (NaN without a CNN), Upsilon, Theta.
+        layers: (N, L) Gamma of every CNN layer, or None.
+        predicted, label: The CNN's class and the true one (0 liquid, 1 glass), or None.
+
+    Returns:
+        The sample's rows (without the leading class axis) of the ``samples/`` datasets.
+    """
+    m, X, B = len(plan.xis), len(INDICATORS), plan.bins
+    out = {"samples/pearson": np.full((m, len(PAIRS)), np.nan),
+           "samples/spearman": np.full((m, len(PAIRS)), np.nan),
+           "samples/constant": np.zeros(X, np.int8),
+           "samples/correct": np.array(-1 if predicted is None else int(predicted == label),
+                                       np.int8),
+           "samples/corr_r": np.full((B + 1, X), np.nan),
+           "samples/corr_r_layers": np.full((B + 1, max(plan.n_layers, 1)), np.nan),
+           "samples/rdf": np.full((B, 3), np.nan),
+           "samples/psi6": np.array(np.nan), "samples/psi6_local": np.array(np.nan)}
+    have = np.isfinite(F).all(axis=0)
+    cols = np.flatnonzero(have)
+    pl = _pair_list(plan, x)                                     # the one pair search
+    G = _normalised(pl.coarse_grain_scan(F[:, cols], plan.xis), plan.sign[cols])  # (m, N, k)
+    out["samples/constant"][cols] = constant_columns(F[:, cols])
+    for a_xi in range(m):
+        P, S = np.full((X, X), np.nan), np.full((X, X), np.nan)
+        P[np.ix_(cols, cols)] = pearson_matrix(G[a_xi], G[a_xi])
+        # ranks of values rounded to 1e-12 of the [0, 1] range: equal values (e.g. the
+        # zeros ReLU leaves in Gamma) stay ties whatever the last bits of the sums
+        rounded = np.round(G[a_xi], 12)
+        S[np.ix_(cols, cols)] = spearman_matrix(rounded, rounded)
+        for p, (u, v) in enumerate(PAIRS):
+            out["samples/pearson"][a_xi, p], out["samples/spearman"][a_xi, p] = P[u, v], S[u, v]
+    out["samples/corr_r"][:, cols] = pl.correlation(F[:, cols], plan.r_corr, B)[1]
+    if layers is not None:
+        out["samples/corr_r_layers"][:] = pl.correlation(layers, plan.r_corr, B)[1]
+    g = pl.rdf(types, bins=B, r_max=plan.r_corr, n_species=2).partial
+    if g is not None:
+        out["samples/rdf"][:] = np.stack([g[0, 0], g[0, 1], g[1, 1]], axis=1)
+    if plan.box.shape[0] == 2:
+        h = hexatic(plan.box, x)
+        out["samples/psi6"], out["samples/psi6_local"] = np.array(h.order), np.array(h.local.mean())
+    return out
+
+
+def _dynamics_task(cfg: Config, plan: Plan, files: dict, e: int) -> dict:
+    c, k = (int(v) for v in np.unravel_index(e, plan.shape))
+    prop = files["propensity"]
+    if not plan.reportable[c, k]:
+        n_ok = int(prop["n_ok_replicas"][c, k])
+        raise TaskFailed(f"ensemble config {c}, T = {prop['temperatures'][k]:.4g}: only {n_ok} "
+                         f"ok replicas (< min_replicas {int(prop.attrs['min_replicas'])}); "
+                         "not analysed")
+    row = int(plan.config_rows[c])
+    x0 = files["prepare"]["glass"][int(plan.runs[row])]
+    pl = _pair_list(plan, x0)
+    out = analyse_ensemble(plan, pl, _fields(plan, files, row, 1),
+                           prop["propensity"][c, k].astype(np.float64),
+                           prop["propensity_at_delta"][c, k].astype(np.float64))
+    out["dynamics/delta"] = prop["delta"][c, k].astype(np.float64)
+    out["dynamics/ensemble"] = _ensemble_study(plan, prop, pl, c, k)
+    return out
+
+
+def analyse_ensemble(plan: Plan, pl: PairList, F: np.ndarray, D: np.ndarray,
+                     at: np.ndarray) -> dict:
+    """Indicators of one glass configuration against its propensity.
+
+    Args:
+        plan: The stage's plan.
+        pl: The configuration's :class:`PairList` (r_max >= 2 max(xis) and r_corr).
+        F: (N, 3) bare Gamma (NaN without a CNN), Upsilon, Theta of the configuration.
+        D: (n_times, N) propensity Delta_i(t) (NaN rows after the ensemble stopped).
+        at: (n_targets, N) propensity at each delta target (NaN rows where not reached).
+
+    Returns:
+        ``dynamics/corr``, ``corr_delta_r``, ``maps_indicators`` and ``maps_delta`` rows.
+    """
+    m, X, B = len(plan.xis), len(INDICATORS), plan.bins
+    cols = np.flatnonzero(np.isfinite(F).all(axis=0))
+    ind_cg = np.full((m, F.shape[0], X), np.nan)
+    ind_cg[:, :, cols] = _normalised(pl.coarse_grain_scan(F[:, cols], plan.xis), plan.sign[cols])
+    finite = np.flatnonzero(np.isfinite(D).all(axis=1))
+    corr = np.full((D.shape[0], X, m, m), np.nan)
+    if finite.size:
+        D_cg = _normalised(pl.coarse_grain_scan(D[finite].T, plan.xis), None)  # (m, N, t)
+        # (N, k * m), column x * m + a = indicator x at xi_a
+        flat = ind_cg[:, :, cols].transpose(1, 2, 0).reshape(F.shape[0], len(cols) * m)
+        for b in range(m):
+            # every recorded time against every (indicator, xi_a), Delta at xi_b
+            C = pearson_matrix(D_cg[b], flat).reshape(len(finite), len(cols), m)
+            corr[np.ix_(finite, cols, np.arange(m), [b])] = C[..., None]
+    reached = np.isfinite(at).all(axis=1)
+    corr_r = np.full((at.shape[0], B + 1), np.nan)
+    maps_d = np.full((at.shape[0], m, at.shape[1]), np.nan, dtype=np.float32)
+    if reached.any():
+        corr_r[reached] = pl.correlation(at[reached].T, plan.r_corr, B)[1].T
+        maps_d[reached] = _normalised(pl.coarse_grain_scan(at[reached].T, plan.xis),
+                                      None).transpose(2, 0, 1)
+    return {"dynamics/corr": corr, "dynamics/corr_delta_r": corr_r,
+            "dynamics/maps_indicators": ind_cg.transpose(2, 0, 1).astype(np.float32),
+            "dynamics/maps_delta": maps_d}
+
+
+def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarray:
+    """Table 4 columns at every target and xi for ensemble (c, k) (NaN without a study).
+
+    Every (sub-)ensemble's propensity is taken at the full ensemble's crossing of each
+    delta target (the same two records and weight), so all fields describe one time.
+    """
+    from glasscam_mpi.analysis.stats import subensembles
+
+    m = len(plan.xis)
+    out = np.full((plan.n_targets, m, len(ENSEMBLE_COLUMNS)), np.nan)
+    if plan.study is None:
+        return out
+    size, count = plan.study
+    n_T = plan.shape[1]
+    n_s = prop["cage_displacement"].shape[0] // int(np.prod(plan.shape))
+    lo = (c * n_T + k) * n_s
+    ok = prop["status"][lo:lo + n_s] == 1
+    if not ok.all():
+        return out  # the study compares fixed replica sets: only with every replica ok
+    disp = prop["cage_displacement"][lo:lo + n_s].astype(np.float64)  # (n_s, d_t, N)
+    t, full = prop["time"][:], disp.mean(axis=0)
+    delta = full.mean(axis=1)
+    sets = subensembles(n_s, size, count)
+    for j, target in enumerate(prop["delta_targets"][:]):
+        above = np.flatnonzero(np.isfinite(delta) & (delta >= target))
+        if len(above) == 0 or above[0] == 0:
+            continue
+        b = int(above[0])
+        w = (target - delta[b - 1]) / (delta[b] - delta[b - 1])
+
+        def at(field):  # (d_t, N) -> (N,) at the full ensemble's crossing
+            return (1 - w) * field[b - 1] + w * field[b]
+
+        e100 = at(full)
+        e30 = np.stack([at(disp[s].mean(axis=0)) for s in sets], axis=1)   # (N, count)
+        fields = np.concatenate([e30, e100[:, None]], axis=1)               # (N, count + 1)
+        cg = pl.coarse_grain_scan(fields, plan.xis)                          # (m, N, count + 1)
+        pairs = [(u, v) for u in range(count) for v in range(u + 1, count)]
+        bare = np.mean([pearson_matrix(e30[:, [u]], e30[:, [v]])[0, 0] for u, v in pairs])
+        for a_xi in range(m):
+            g = cg[a_xi]
+            out[j, a_xi, 0] = bare
+            out[j, a_xi, 1] = np.mean([pearson_matrix(g[:, [u]], g[:, [v]])[0, 0]
+                                       for u, v in pairs])
+            out[j, a_xi, 2] = np.mean([pearson_matrix(e30[:, [u]], g[:, [u]])[0, 0]
+                                       for u in range(count)])
+            out[j, a_xi, 3] = pearson_matrix(e100[:, None], g[:, [count]])[0, 0]
+            out[j, a_xi, 4] = np.mean([pearson_matrix(g[:, [u]], g[:, [count]])[0, 0]
+                                       for u in range(count)])
+    return out
+
+
+def _task(ctx, i: int) -> dict:
+    cfg, plan, files = ctx
+    if i < plan.n_samples:
+        return _sample_task(cfg, plan, files, i)
+    return _dynamics_task(cfg, plan, files, i - plan.n_samples)
+
+
+def _rows(cfg: Config, plan: Plan) -> dict:
+    n, m, X, P, B = plan.n_samples, len(plan.xis), len(INDICATORS), len(PAIRS), plan.bins
+    N = cfg.system.n_particles
+    S = dict(lead=(n,), offset=0)
+    E = dict(lead=plan.shape, offset=n)
+    return {
+        "samples/pearson": RowSpec((2, m, P), "f8", **S),
+        "samples/spearman": RowSpec((2, m, P), "f8", **S),
+        "samples/constant": RowSpec((2, X), "i1", -1, **S),
+        "samples/correct": RowSpec((2,), "i1", -1, **S),
+        "samples/corr_r": RowSpec((2, B + 1, X), "f8", **S),
+        "samples/corr_r_layers": RowSpec((2, B + 1, max(plan.n_layers, 1)), "f8", **S),
+        "samples/rdf": RowSpec((2, B, 3), "f8", **S),
+        "samples/psi6": RowSpec((2,), "f8", **S),
+        "samples/psi6_local": RowSpec((2,), "f8", **S),
+        "dynamics/corr": RowSpec((plan.n_times, X, m, m), "f8", **E),
+        "dynamics/delta": RowSpec((plan.n_times,), "f8", **E),
+        "dynamics/corr_delta_r": RowSpec((plan.n_targets, B + 1), "f8", **E),
+        "dynamics/maps_indicators": RowSpec((X, m, N), "f4", **E),
+        "dynamics/maps_delta": RowSpec((plan.n_targets, m, N), "f4", **E),
+        "dynamics/ensemble": RowSpec((plan.n_targets, m, len(ENSEMBLE_COLUMNS)), "f8", **E),
+    }
+
+
+def _attrs(cfg: Config, plan: Plan) -> dict:
+    return {"indicators": ",".join(INDICATORS), "pairs": ",".join(PAIR_NAMES),
+            "classes": ",".join(CLASSES), "forms": json.dumps(forms(cfg)),
+            "have_gamma": int(plan.have_gamma), "xis": np.array(plan.xis),
+            "r_corr": plan.r_corr, "ensemble_columns": ",".join(ENSEMBLE_COLUMNS),
+            "study": json.dumps(list(plan.study) if plan.study else None)}
+
+
+def _globals(cfg: Config, plan: Plan) -> dict:
+    r = np.concatenate([[0.0], (np.arange(plan.bins) + 0.5) * (plan.r_corr / plan.bins)])
+    return {"runs": plan.runs.astype(np.int64), "r": r,
+            "r_rdf": (np.arange(plan.bins) + 0.5) * (plan.r_corr / plan.bins),
+            "xis": np.array(plan.xis), "config_rows": plan.config_rows}
+
+
+def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
+    from glasscam_mpi.stages.analyze_summary import summarize_into
+
+    if comm.Get_rank() == 0:
+        summarize_into(path, cfg, plan)
+    comm.Barrier()
+
+
+def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
+    gamma = "with Gamma" if plan.have_gamma else "without Gamma (no gradcam.h5)"
+    return (f"analyze: {plan.n_samples} test samples x 2 classes and {int(np.prod(plan.shape))} "
+            f"propensity ensemble(s), {gamma}; xi in {list(plan.xis)}, C(r) to "
+            f"{plan.r_corr:.3g}; {n_todo} tasks to do on {size} rank(s)")
+
+
+def _headline(fh, cfg: Config, rd: RunDir) -> dict:
+    """The paper's answer for ``glasscam info``: T*, and per indicator C^max and delta*
+    (pooled and per temperature), with the forms and the xi used."""
+    return {"headline": json.loads(fh.attrs["headline"])} if "headline" in fh.attrs else {}
+
+
+stage = FarmStage(
+    name=STAGE, help=HELP, description=DESCRIPTION, unit="tasks", plan=_plan, task=_task,
+    rows=_rows, attrs=_attrs, globals_=_globals, open=_open, banner=_banner, reduce=_reduce,
+    headline=_headline, failures=(TaskFailed,))

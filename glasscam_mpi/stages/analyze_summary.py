@@ -1,0 +1,295 @@
+"""The tables of ``analysis.h5`` (group ``summary``), derived on rank 0 from its rows.
+
+Everything here is a deterministic function of the rows of analysis.h5 and of the earlier
+stage files, so the summary does not depend on the rank count.
+
+    summary/xi_delta_targets   (D,)  xi_Delta(delta): where the mean C_Delta(r) first falls
+                                     to 1/e (Table 3, Fig. 3); NaN if never / not reached
+    summary/xi_delta_used      (D,)  the same rounded to the nearest xi > 0 of the scan
+    summary/corr_delta_r_mean  (D, B+1)  C_Delta(r), mean over reportable ensembles
+    summary/curves             (X, m, n_T, d_t)  C_{X,Delta}(t) at xi_Delta (attr), each
+                                     indicator at each of its xi, mean over configurations
+    summary/curve_delta        (n_T, d_t)        delta(t), mean over configurations
+    summary/cmax, delta_star   (X, m, n_T + 1)   C^max and delta* per xi and T; the last
+                                     column pools every temperature (Table 5, Figs 5, 7)
+    summary/xi_best            (X,)  the xi maximising the pooled C^max (Table 3)
+    summary/table5             (X, n_T + 1, 3)   [C^max, delta*, xi] at xi_best
+    summary/table4             (D, 5)  Table 4 columns at each target's xi_Delta
+    summary/pairs_pearson, pairs_spearman (2, P, 8)  over correctly classified test samples
+                                     at xi_pairs: [n, mean, std, median, q25, q75, min, max]
+    summary/n_misclassified    (2,)  test samples left out per class
+    summary/n_constant         (2, P) correlations undefined (a constant field)
+    summary/corr_r_mean        (2, B+1, X)  C(r) of the bare fields (Fig. 8)
+    summary/r_zero             (2, X)  first zero of C(r) (r_Gamma for Gamma)
+    summary/corr_r_layers_mean (2, B+1, L); summary/r_zero_layers (2, L)  per CNN layer
+    summary/rdf_mean           (2, B, 3)  g_AA, g_AB, g_BB over test samples (S7)
+    summary/energy_jump        (n_runs,) i1  1 where U(T) of the run jumps (S6)
+    summary/energy_jump_T      (n_runs,) f8  where it jumps (NaN otherwise)
+    summary/psi6_flag          (n, 2) i1    1 where |<psi_6>| > PSI6_FLAG (2D)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from glasscam_mpi.analysis.correlation import first_crossing
+from glasscam_mpi.analysis.stats import curve_max, describe
+
+PSI6_FLAG = 0.3       # |<psi_6>| of a glass; random points give ~ N^-1/2, a crystal ~ 1
+STATS = ("n", "mean", "std", "median", "q25", "q75", "min", "max")
+PAPER = {  # METHOD.md section 8
+    "KAM": {"table2": (1.00, 0.998),
+            "table5": {"gamma": (0.925, 1.167), "volume": (0.966, 2.860), "theta": (0.885, 1.402)},
+            "xi": {"delta": (3.0, 4.0, 5.0), "fig57": 4.0, "indicators": 8.0, "fig6": 4.0},
+            "pairs_glass_mean": {"gamma-volume": "negative", "gamma-theta": 0.426,
+                                 "theta-volume": -0.597},
+            "table4": (0.769, 0.958, 0.820, 0.878, 0.985), "T_star": 0.37},
+    "ABM": {"table2": (1.00, 1.00),
+            "table5": {"gamma": (0.712, 2.620), "volume": (0.858, 2.620), "theta": (0.790, 0.148)},
+            "xi": {"delta": (3.0, 3.0, 2.0), "fig57": 3.0, "indicators": 5.0, "fig6": 3.0},
+            "pairs_glass_mean": {"gamma-volume": 0.585, "gamma-theta": -0.378,
+                                 "theta-volume": -0.327},
+            "table4": None, "T_star": 1.0},
+}
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def nearest_xi(xis: np.ndarray, value: float) -> float:
+    """The positive xi of the scan closest to ``value`` (NaN stays NaN)."""
+    pos = xis[xis > 0]
+    if not math.isfinite(value) or pos.size == 0:
+        return float("nan")
+    return float(pos[np.argmin(np.abs(pos - value))])
+
+
+def summarize_into(path, cfg, plan) -> dict:
+    """Write the ``summary`` group and the ``headline`` attribute; returns the headline."""
+    import h5py
+
+    from glasscam_mpi.stages.analyze import INDICATORS, PAIR_NAMES, forms
+
+    with h5py.File(path, "a") as fh:
+        if "summary" in fh:
+            del fh["summary"]
+        S = fh.create_group("summary")
+        xis = fh["xis"][:]
+        r = fh["r"][:]
+        dyn_ok = fh["status"][plan.n_samples:].reshape(plan.shape) == 1
+        notes: list[str] = []
+        head: dict = {"T_star": _t_star(fh, cfg), "forms": forms(cfg),
+                      "have_gamma": bool(plan.have_gamma)}
+        if not plan.have_gamma:
+            notes.append("no gradcam.h5: the CNN stages were not run, so every Gamma row is "
+                         "absent (NaN)")
+        if not dyn_ok.all():
+            notes.append(f"{int((~dyn_ok).sum())} of {dyn_ok.size} propensity ensembles not "
+                         "analysed (too few ok replicas): see the status/error datasets")
+
+        # -- Table 3, Fig. 3: xi_Delta from C_Delta(r) -----------------------------------------
+        targets = _targets(fh, plan)
+        cdr = fh["dynamics/corr_delta_r"][:]                    # (n_c, n_T, D, B+1)
+        cdr[~dyn_ok] = np.nan
+        with np.errstate(invalid="ignore"), _quiet():
+            cd_mean = np.nanmean(cdr, axis=(0, 1))              # (D, B+1)
+        xi_t = np.array([first_crossing(r, cd_mean[j], 1 / math.e)
+                         if np.isfinite(cd_mean[j, 1:]).any() else np.nan
+                         for j in range(len(targets))])
+        xi_used = np.array([nearest_xi(xis, v) for v in xi_t])
+        S["xi_delta_targets"], S["xi_delta_used"], S["corr_delta_r_mean"] = xi_t, xi_used, cd_mean
+        xi_d, source = _xi_delta(cfg, targets, xi_used, xis, notes)
+        b = int(np.flatnonzero(xis == xi_d)[0])
+        S.attrs.update(xi_delta=xi_d, xi_delta_source=source)
+
+        # -- Table 5, Figs 5 and 7: C_{X,Delta}(delta) --------------------------------------
+        corr = fh["dynamics/corr"][..., b]                      # (n_c, n_T, d_t, X, m)
+        corr[~dyn_ok] = np.nan
+        delta = fh["dynamics/delta"][:]
+        delta[~dyn_ok] = np.nan
+        with _quiet():
+            curves = np.nanmean(corr, axis=0).transpose(2, 3, 0, 1)   # (X, m, n_T, d_t)
+            cdelta = np.nanmean(delta, axis=0)                        # (n_T, d_t)
+        n_X, m, n_T = len(INDICATORS), len(xis), plan.shape[1]
+        cmax = np.full((n_X, m, n_T + 1), np.nan)
+        dstar = np.full((n_X, m, n_T + 1), np.nan)
+        for x in range(n_X):
+            for a in range(m):
+                for k in range(n_T):
+                    cmax[x, a, k], dstar[x, a, k] = _curve_max(cdelta[k], curves[x, a, k])
+                cmax[x, a, n_T], dstar[x, a, n_T] = _curve_max(cdelta.ravel(),
+                                                               curves[x, a].ravel())
+        xi_best = np.array([xis[int(np.nanargmax(cmax[x, :, n_T]))]
+                            if np.isfinite(cmax[x, :, n_T]).any() else np.nan
+                            for x in range(n_X)])
+        table5 = np.full((n_X, n_T + 1, 3), np.nan)
+        for x in range(n_X):
+            if np.isfinite(xi_best[x]):
+                a = int(np.flatnonzero(xis == xi_best[x])[0])
+                table5[x, :, 0], table5[x, :, 1], table5[x, :, 2] = cmax[x, a], dstar[x, a], xis[a]
+        S["curves"], S["curve_delta"] = curves, cdelta
+        S["cmax"], S["delta_star"], S["xi_best"], S["table5"] = cmax, dstar, xi_best, table5
+        S["table5"].attrs["axes"] = "indicator (gamma, volume, theta); temperature (last: all); " \
+                                    "[C_max, delta_star, xi]"
+        temps = _temperatures(fh, plan)
+        head["table5"] = {
+            name: {"C_max": _f(table5[x, n_T, 0]), "delta_star": _f(table5[x, n_T, 1]),
+                   "xi": _f(table5[x, n_T, 2]), "form": forms(cfg)[name],
+                   "per_T": [{"T": _f(temps[k]), "C_max": _f(table5[x, k, 0]),
+                              "delta_star": _f(table5[x, k, 1])} for k in range(n_T)]}
+            for x, name in enumerate(INDICATORS) if plan.have_gamma or name != "gamma"}
+        head["xi_delta"] = {"used": _f(xi_d), "source": source,
+                            "per_target": {f"{t:g}": _f(v) for t, v in zip(targets, xi_t)}}
+
+        # -- Table 4, Fig. 4: the ensemble study ---------------------------------------------
+        ens = fh["dynamics/ensemble"][:]                        # (n_c, n_T, D, m, 5)
+        ens[~dyn_ok] = np.nan
+        table4 = np.full((len(targets), ens.shape[-1]), np.nan)
+        for j in range(len(targets)):
+            if np.isfinite(xi_used[j]):
+                a = int(np.flatnonzero(xis == xi_used[j])[0])
+                with _quiet():
+                    table4[j] = np.nanmean(ens[:, :, j, a], axis=(0, 1))
+        S["table4"] = table4
+        if plan.study is None:
+            notes.append("no ensemble study (Table 4): it needs n_replicas >= "
+                         f"{cfg.analyze.subensemble_size * cfg.analyze.subensembles}")
+        else:
+            head["table4"] = {f"{t:g}": [_f(v) for v in table4[j]] for j, t in enumerate(targets)}
+
+        # -- Fig. 6, supplement Table S2: pairwise correlations over test samples -----------
+        a_pairs = int(np.flatnonzero(xis == cfg.analyze.xi_pairs)[0])
+        correct = fh["samples/correct"][:]
+        keep = correct != 0                                      # -1 (no CNN) counts as kept
+        S["n_misclassified"] = (correct == 0).sum(axis=0)
+        for method in ("pearson", "spearman"):
+            vals = fh[f"samples/{method}"][:, :, a_pairs]        # (n, 2, P)
+            stats = np.full((2, len(PAIR_NAMES), len(STATS)), np.nan)
+            for cls in range(2):
+                for p in range(len(PAIR_NAMES)):
+                    d = describe(vals[keep[:, cls], cls, p])
+                    stats[cls, p] = [d[k] for k in STATS]
+            S[f"pairs_{method}"] = stats
+            S[f"pairs_{method}"].attrs["columns"] = ",".join(STATS)
+        pear = fh["samples/pearson"][:, :, a_pairs]
+        S["n_constant"] = (np.isnan(pear) & keep[:, :, None]).sum(axis=0)
+        S.attrs["xi_pairs"] = cfg.analyze.xi_pairs
+        head["pairs_glass_mean"] = {name: _f(S["pairs_pearson"][1, p, 1])
+                                    for p, name in enumerate(PAIR_NAMES)}
+        head["n_misclassified"] = {"liquid": int(S["n_misclassified"][0]),
+                                   "glass": int(S["n_misclassified"][1])}
+
+        # -- Fig. 8: C(r) of the bare indicators and where it first crosses 0 ---------------
+        for name, key in (("corr_r", "r_zero"), ("corr_r_layers", "r_zero_layers")):
+            C = fh[f"samples/{name}"][:]                         # (n, 2, B+1, k)
+            mean = np.full(C.shape[1:], np.nan)
+            for cls in range(2):
+                if keep[:, cls].any():
+                    with _quiet():
+                        mean[cls] = np.nanmean(C[keep[:, cls], cls], axis=0)
+            zero = np.array([[first_crossing(r, mean[cls, :, q], 0.0)
+                              if np.isfinite(mean[cls, 1:, q]).any() else np.nan
+                              for q in range(mean.shape[-1])] for cls in range(2)])
+            S[f"{name}_mean"], S[key] = mean, zero
+        head["r_zero_glass"] = {n: _f(S["r_zero"][1, x]) for x, n in enumerate(INDICATORS)}
+        if plan.have_gamma and plan.n_layers:
+            head["r_gamma_by_layer"] = [_f(v) for v in S["r_zero_layers"][1]]
+
+        # -- S6/S7: crystallisation ------------------------------------------------------
+        with _quiet():
+            S["rdf_mean"] = np.nanmean(fh["samples/rdf"][:], axis=0)
+        jumps, jump_T = _energy_jumps(fh)
+        S["energy_jump"], S["energy_jump_T"] = jumps, jump_T
+        psi = fh["samples/psi6"][:]
+        S["psi6_flag"] = (np.nan_to_num(psi, nan=0.0) > PSI6_FLAG).astype(np.int8)
+        head["crystallisation"] = {
+            "runs_with_energy_jump": int((jumps == 1).sum()), "runs": int((jumps >= 0).sum()),
+            "glass_samples_psi6_above": int(S["psi6_flag"][:, 1].sum()),
+            "psi6_threshold": PSI6_FLAG,
+            "glass_psi6_mean": _f(np.nanmean(psi[:, 1])) if np.isfinite(psi[:, 1]).any()
+            else None}
+        if (jumps == 1).any() or S["psi6_flag"][:, 1].any():
+            notes.append("possible crystallisation: see summary/energy_jump and psi6_flag")
+        head["notes"] = notes
+        fh.attrs["headline"] = json.dumps(head)
+    return head
+
+
+def _curve_max(delta: np.ndarray, C: np.ndarray) -> tuple[float, float]:
+    """C^max and delta* over the recorded times (those after an ensemble stopped, NaN in
+    both, are left out)."""
+    ok = np.isfinite(delta)
+    if not ok.any():
+        return float("nan"), float("nan")
+    return curve_max(delta[ok], C[ok])
+
+
+def _sibling(fh, stage: str):
+    """Another stage file of the run directory that holds ``fh`` (open, read-only)."""
+    import h5py
+
+    return h5py.File(Path(fh.filename).with_name(f"{stage}.h5"), "r")
+
+
+def _t_star(fh, cfg) -> dict:
+    """T* used for the replica temperatures, its source, the estimate and the paper's."""
+    with _sibling(fh, "propensity") as prop:
+        a = prop.attrs
+        return {"used": _f(a["T_star"]), "source": str(a["T_star_source"]),
+                "estimate": _f(a.get("T_star_estimate", np.nan)),
+                "paper": cfg.sys.T_star_paper}
+
+
+def _targets(fh, plan) -> np.ndarray:
+    with _sibling(fh, "propensity") as prop:
+        return prop["delta_targets"][:]
+
+
+def _temperatures(fh, plan) -> np.ndarray:
+    with _sibling(fh, "propensity") as prop:
+        return prop["temperatures"][:]
+
+
+def _xi_delta(cfg, targets, xi_used, xis, notes) -> tuple[float, str]:
+    """xi_Delta of the indicator-propensity correlations: the config's, or the rounded
+    1/e length at the target closest to delta_ref (in log delta) that was reached."""
+    a = cfg.analyze
+    if a.xi_delta != "auto":
+        return float(a.xi_delta), "config"
+    order = np.argsort(np.abs(np.log(targets / a.delta_ref)))
+    for j in order:
+        if np.isfinite(xi_used[j]):
+            if not math.isclose(targets[j], a.delta_ref):
+                notes.append(f"xi_Delta taken at delta = {targets[j]:g}, the reached target "
+                             f"closest to delta_ref = {a.delta_ref:g}")
+            return float(xi_used[j]), f"C_Delta 1/e length at delta = {targets[j]:g}"
+    fallback = float(a.xi_pairs)
+    notes.append(f"no delta target reached: xi_Delta = xi_pairs = {fallback:g} for the "
+                 "indicator-propensity correlations")
+    return fallback, "fallback (no delta target reached)"
+
+
+def _energy_jumps(fh) -> tuple[np.ndarray, np.ndarray]:
+    """The jump flags of every run's U(T) (from prepare.h5; computed for older files)."""
+    from glasscam_mpi.stages.prepare import energy_jump_flags
+
+    with _sibling(fh, "prepare") as prep:
+        if "energy_jump" in prep:
+            return prep["energy_jump"][:], prep["energy_jump_T"][:]
+        return energy_jump_flags(prep["status"][:] == 1, prep["T"][:], prep["pe"][:])
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence numpy's warnings for means over all-NaN slices (they are NaN on purpose)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield

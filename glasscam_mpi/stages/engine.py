@@ -1,0 +1,234 @@
+"""The one engine every stage runs on: a stage declares, the engine does the rest.
+
+As in signac-flow, where an operation is a plain function and the project derives
+eligibility, status and submission from declarations beside it, a farmed stage here is a
+:class:`FarmStage`: its tasks (``plan``), what one task computes (``task``), the rows it
+writes (``rows``, ``attrs``, ``globals_``), an optional collective ``reduce`` over the
+finished stage file, and the headline figures ``glasscam info`` shows (``headline``).
+The engine owns the skeleton every stage shares:
+
+    lock -> resolve config -> plan -> pending tasks -> farm -> scan shards
+         -> write the stage file (parallel HDF5) -> reduce -> finish (log) -> unlock
+
+Stages that are not task farms (``train``, ``report``) use :func:`session` for the same
+lock / config / unlock part.
+
+A stage file that exists but does not open (a truncated copy, a full disk) is not
+"complete": the engine says so and rebuilds it from the task shards, which are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.parallel import Outcome, Progress, TaskFarm, bcast_from_root, injected
+from glasscam_mpi.rundir import RunDir
+from glasscam_mpi.store import RowSpec, write_stage_file
+
+
+class TaskFailed(RuntimeError):
+    """A task that could not produce data (its message is recorded, never data)."""
+
+
+@contextlib.contextmanager
+def session(comm, run_dir, name: str) -> Iterator[RunDir]:
+    """The run directory of a stage, locked by rank 0 for the duration (rank 0 unlocks on
+    any exit). Use with :func:`~glasscam_mpi.parallel.bcast_from_root` for the set-up,
+    which must call ``rd.lock(...)`` first."""
+    rd = RunDir(run_dir)
+    try:
+        yield rd
+    finally:
+        if comm.Get_rank() == 0:
+            rd.unlock()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage that is not a task farm (``train``, ``report``): its own ``run`` (every rank
+    calls it; use :func:`session` for the lock) and ``summarize`` for ``glasscam info``."""
+
+    name: str
+    help: str
+    description: str
+    run: Callable[..., dict]
+    summarize: Callable[[RunDir, Config], dict]
+    run_options: dict = field(default_factory=dict)
+    options: tuple = ()  # extra command-line options: (flag, help) pairs, all store_true
+
+
+@dataclass(frozen=True)
+class FarmStage:
+    """A stage that is a farm of independent tasks, each writing one row of its file.
+
+    Attributes:
+        name: Stage name (command, file ``<name>.h5``, shard folder).
+        help, description: For ``glasscam --help``.
+        unit: What a task is, plural, for progress lines ("runs", "replicas").
+        plan: ``(rd, cfg) -> plan`` on rank 0: reads earlier stages, validates, and returns
+            an object with ``n_tasks`` (broadcast to every rank; keep it picklable).
+        task: ``(ctx, index) -> {name: array}``, the arrays of task ``index``'s row.
+            Raising one of ``failures`` records the task as failed with its message.
+        rows: ``(cfg, plan) -> {name: RowSpec}``, the row datasets.
+        attrs: ``(cfg, plan) -> dict`` of root attributes (``stage``, ``config``, ``system``,
+            ``dim`` and ``n_particles`` are added by the engine).
+        globals_: ``(cfg, plan) -> {name: array}`` written once.
+        open: ``(rd, cfg, plan, comm)`` -> context manager yielding the ``ctx`` the tasks
+            get (open input files, load a model); default yields ``(cfg, plan)``.
+        banner: ``(cfg, plan, n_todo, n_ranks) -> str`` printed by rank 0 before the farm.
+        reduce: ``(comm, path, cfg, plan)`` called by every rank after the stage file is
+            written (derived datasets; must be collective-safe).
+        headline: ``(fh, cfg, rd) -> dict`` merged into ``glasscam info``'s entry.
+        failures: Exceptions that mean "this task failed" (anything else is a bug and
+            aborts the job).
+        farm: ``(stage, comm, rd, cfg, plan, todo, progress_every) -> outcomes`` replaces
+            the one-pass farm (propensity runs its replicas in rounds with
+            :meth:`run_tasks`); it must leave one shard per task of ``todo``.
+        run_options: Keyword arguments ``glasscam run`` passes to this stage.
+    """
+
+    name: str
+    help: str
+    description: str
+    unit: str
+    plan: Callable[[RunDir, Config], Any]
+    rows: Callable[[Config, Any], dict[str, RowSpec]]
+    task: Callable[[Any, int], dict] | None = None
+    attrs: Callable[[Config, Any], dict] = lambda cfg, plan: {}
+    globals_: Callable[[Config, Any], dict] = lambda cfg, plan: {}
+    open: Callable[..., Any] | None = None
+    banner: Callable[[Config, Any, int, int], str] | None = None
+    reduce: Callable[..., None] | None = None
+    headline: Callable[..., dict] | None = None
+    failures: tuple[type[BaseException], ...] = (TaskFailed,)
+    farm: Callable[..., list] | None = None
+    run_options: dict = field(default_factory=dict)
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
+            progress_every: float = 5.0) -> dict:
+        """Run (or finish) the stage in ``run_dir``; every rank of ``comm`` calls this."""
+        rank, t0 = comm.Get_rank(), time.time()
+        with session(comm, run_dir, self.name) as rd:
+            def setup():
+                rd.lock(f"glasscam {self.name}")
+                cfg = rd.resolve_config(requested)
+                plan = self.plan(rd, cfg)
+                todo = rd.pending(self.name, plan.n_tasks, retry_failed)
+                intact = rd.intact(self.name)
+                if rd.stage_file(self.name).exists() and not intact and not todo:
+                    print(f"{self.name}: {rd.stage_file(self.name)} is damaged; rebuilding it "
+                          "from the task shards", flush=True)
+                return cfg, plan, todo, intact and not todo
+
+            cfg, plan, todo, complete = bcast_from_root(comm, setup)
+            if complete:
+                if rank == 0:
+                    print(f"{self.name}: {rd.stage_file(self.name)} is already complete")
+                return {"complete": True}
+            outcomes = self._farm(comm, rd, cfg, plan, todo, progress_every)
+            path = self._write(comm, rd, cfg, plan)
+            if self.reduce is not None:
+                self.reduce(comm, path, cfg, plan)
+            comm.Barrier()
+            if rank == 0:
+                n_failed = sum(not o.ok for o in outcomes)
+                rd.finish(self.name, f"{plan.n_tasks} {self.unit}; {len(outcomes) - n_failed} "
+                          f"ok and {n_failed} failed in this job", time.time() - t0,
+                          comm.Get_size(), outcomes, unit=self.unit.rstrip("s"))
+            return {"complete": True}
+
+    def _farm(self, comm, rd: RunDir, cfg: Config, plan, todo: list[int],
+              progress_every: float) -> list[Outcome]:
+        if self.farm is not None:
+            return self.farm(self, comm, rd, cfg, plan, todo, progress_every)
+        opener = self.open or _default_open
+        with opener(rd, cfg, plan, comm) as ctx:
+            if comm.Get_rank() == 0 and self.banner is not None:
+                print(self.banner(cfg, plan, len(todo), comm.Get_size()), flush=True)
+            return self.run_tasks(comm, todo, lambda i: self.task(ctx, i),
+                                  rd.shards(self.name), f"{self.name} {cfg.system.name}",
+                                  progress_every)
+
+    def run_tasks(self, comm, todo: list[int], compute: Callable[[int], dict], shards,
+                  label: str, progress_every: float = 5.0) -> list[Outcome]:
+        """Farm ``compute(index) -> arrays`` over the ranks for every index in ``todo``,
+        writing each result (or its recorded failure) to ``shards``; rank 0 shows progress.
+        Returns the outcomes on rank 0 (sorted by index), an empty list elsewhere."""
+        crashes = injected("GLASSCAM_INJECT_CRASH", self.name)
+
+        def one(index: int) -> Outcome:
+            if index in crashes:
+                raise RuntimeError(f"injected crash in {self.name} task {index}")
+            try:
+                arrays = compute(index)
+            except self.failures as exc:
+                shards.write(index, error=str(exc))
+                return Outcome(index, False, str(exc))
+            shards.write(index, arrays)
+            return Outcome(index, True)
+
+        progress = Progress(label, len(todo), self.unit, progress_every) \
+            if comm.Get_rank() == 0 else None
+        return TaskFarm(comm, todo, progress).run(one)
+
+    def _write(self, comm, rd: RunDir, cfg: Config, plan):
+        shards = rd.shards(self.name)
+        status = bcast_from_root(comm, shards.scan)
+
+        def row(i: int):
+            ok = status.get(i)
+            if ok is None:
+                raise RuntimeError(f"{self.name}: task {i} has no shard after the farm finished")
+            data = shards.read(i, ok)
+            return (True, "", data) if ok else (False, str(data["error"]), {})
+
+        attrs = {"stage": self.name, "system": cfg.system.name, "dim": cfg.sys.dim,
+                 "n_particles": cfg.system.n_particles, **self.attrs(cfg, plan),
+                 "config": cfg.to_toml()}
+        return write_stage_file(rd.stage_file(self.name), comm, n_tasks=plan.n_tasks,
+                                attrs=attrs, rows=self.rows(cfg, plan), row_data=row,
+                                globals_=self.globals_(cfg, plan))
+
+    # -- glasscam info ---------------------------------------------------------------------
+    def summarize(self, rd: RunDir, cfg: Config) -> dict:
+        """Complete or not, tasks total / done / failed / missing, headline figures."""
+        path = rd.stage_file(self.name)
+        found = rd.shards(self.name).scan()
+        n_ok = sum(found.values())
+        out: dict = {"complete": False}
+        if path.exists():
+            import h5py
+
+            try:
+                with h5py.File(path, "r") as fh:
+                    status = fh["status"][:]
+                    out["complete"] = True
+                    out["tasks"] = {"total": len(status), "done": int((status == 1).sum()),
+                                    "failed": int((status == 2).sum()),
+                                    "missing": int((status == 0).sum())}
+                    if self.headline is not None:
+                        out.update(self.headline(fh, cfg, rd))
+                return out
+            except (OSError, KeyError) as exc:
+                out["error"] = (f"{path.name} is damaged ({exc}); rerun 'glasscam {self.name} "
+                                f"--run-dir {rd.path}' to rebuild it from its task shards")
+        if found:
+            out["tasks"] = {"done": n_ok, "failed": len(found) - n_ok}
+        return out
+
+
+@contextlib.contextmanager
+def _default_open(rd, cfg, plan, comm):
+    yield cfg, plan
+
+
+def require_tasks(n: int, what: str) -> None:
+    """A ConfigError when a stage has nothing to do (e.g. no ok test runs)."""
+    if n == 0:
+        raise ConfigError(what)

@@ -1,0 +1,317 @@
+"""``glasscam analyze`` under real mpiexec on a tiny but complete run directory: the same
+analysis.h5 under 1 and 3 ranks, every reported number recomputed by brute force here
+(O(N^2) minimum-image sums, scipy's Pearson), the ensemble study, a run directory without
+the CNN stages, and clear errors for bad input."""
+
+import json
+import shutil
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import scipy.stats
+
+from conftest import TINY_TOML, assert_same_data, glasscam, read_stage
+
+pytestmark = pytest.mark.mpi
+
+EXTRA = """
+[train]
+epochs = 3
+batch_size = 2
+n_grid = 16
+channels = [4, 4, 4]
+kernels = [3, 3, 3]
+strides = [1, 2, 2]
+hidden = 8
+
+[propensity]
+n_configs = 2
+temperatures = [0.45, 0.8]
+temperature_unit = "absolute"
+n_replicas = 4
+t_max = 10.0
+n_times = 8
+rounds = 2
+delta_targets = [0.05, 0.08]
+stop_factor = 0.0
+
+[analyze]
+xis = [0.0, 1.0, 1.5]
+xi_pairs = 1.0
+bins = 12
+subensemble_size = 2
+subensembles = 2
+"""
+
+
+def _min_image(box, x):
+    d = x[:, None, :] - x[None, :, :]
+    d -= box * np.rint(d / box)
+    return np.sqrt((d * d).sum(-1))
+
+
+def _cg(box, x, f, xi):
+    """Brute-force Gaussian coarse-graining (METHOD.md section 7): every j within 2 xi."""
+    if xi == 0:
+        return np.asarray(f, float)
+    r = _min_image(box, x)
+    w = np.exp(-(r / xi) ** 2) * (r <= 2 * xi)
+    norm = w.sum(axis=1)
+    return w @ f / (norm[:, None] if np.ndim(f) == 2 else norm)
+
+
+def _corr_r(box, x, f, r_max, bins):
+    """Brute-force C(r): mean of dX_i dX_j over distinct pairs in each bin, over var."""
+    r = _min_image(box, x)
+    iu = np.triu_indices(len(x), 1)
+    rr = r[iu]
+    df = f - f.mean()
+    prod = df[iu[0]] * df[iu[1]]
+    keep = rr <= r_max
+    b = np.minimum((rr[keep] / (r_max / bins)).astype(int), bins - 1)
+    sums = np.bincount(b, weights=prod[keep], minlength=bins)
+    counts = np.bincount(b, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.concatenate([[1.0], sums / counts / np.mean(df * df)])
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_prepared, tmp_path_factory):
+    """prepare (shared) -> train -> gradcam -> indicators -> propensity, then analyze
+    under 1 rank; a copy analysed under 3 ranks."""
+    base = tmp_path_factory.mktemp("analyze")
+    rd = base / "n1"
+    rd.mkdir()
+    for name in ("prepare.h5", "config.toml"):
+        shutil.copy(tiny_prepared / name, rd / name)
+    cfg = base / "c.toml"
+    cfg.write_text(TINY_TOML + EXTRA)
+    glasscam(["train", "--run-dir", str(rd), "--config", str(cfg)], n=2)
+    for stage in ("gradcam", "indicators", "propensity"):
+        glasscam([stage, "--run-dir", str(rd)], n=2)
+    rd3 = base / "n3"
+    shutil.copytree(rd, rd3, ignore=shutil.ignore_patterns(".lock"))
+    glasscam(["analyze", "--run-dir", str(rd)], n=1)
+    glasscam(["analyze", "--run-dir", str(rd3)], n=3)
+    return rd, rd3
+
+
+def test_analysis_is_identical_under_1_and_3_ranks(full_run):
+    with h5py.File(full_run[0] / "analysis.h5", "r") as fa, \
+            h5py.File(full_run[1] / "analysis.h5", "r") as fb:
+        names = []
+        fa.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        assert len(names) > 30
+        for n in names:
+            np.testing.assert_array_equal(fa[n][()], fb[n][()], err_msg=n)
+        assert fa.attrs["headline"] == fb.attrs["headline"]
+
+
+def test_sample_correlations_and_c_of_r_equal_brute_force(full_run):
+    rd = full_run[0]
+    with h5py.File(rd / "prepare.h5", "r") as prep, h5py.File(rd / "analysis.h5", "r") as an, \
+            h5py.File(rd / "indicators.h5", "r") as ind, h5py.File(rd / "gradcam.h5", "r") as gc:
+        box, xis, r_corr = prep["box"][:], an["xis"][:], float(an.attrs["r_corr"])
+        forms = json.loads(an.attrs["forms"])
+        sign = np.array([-1.0 if forms[k] == "1 - X" else 1.0 for k in ("gamma", "volume", "theta")])
+        assert list(sign) == [-1.0, 1.0, -1.0]  # KAM: the paper's 1 - Gamma, Upsilon, 1 - Theta
+        for row, run in enumerate(an["runs"][:]):
+            for cls, name in enumerate(("liquid", "glass")):
+                x = prep[name][run]
+                F = np.stack([gc["gamma"][row, cls], ind["volume"][row, cls],
+                              ind["theta"][row, cls]], axis=1).astype(float)
+                for a_xi, xi in enumerate(xis):
+                    G = _cg(box, x, F, xi) * sign
+                    for p, (u, v) in enumerate(((0, 1), (0, 2), (2, 1))):
+                        want = scipy.stats.pearsonr(G[:, u], G[:, v]).statistic
+                        assert an["samples/pearson"][row, cls, a_xi, p] == \
+                            pytest.approx(want, abs=1e-9)
+                        # ties: equal to 1e-12 of the [0, 1]-normalised range (the
+                        # stage's documented convention)
+                        gu, gv = (np.round((g - g.min()) / np.ptp(g), 12)
+                                  for g in (G[:, u], G[:, v]))
+                        want = scipy.stats.spearmanr(gu, gv).statistic
+                        assert an["samples/spearman"][row, cls, a_xi, p] == \
+                            pytest.approx(want, abs=1e-9)
+                for q in range(3):
+                    np.testing.assert_allclose(an["samples/corr_r"][row, cls, :, q],
+                                               _corr_r(box, x, F[:, q], r_corr, 12),
+                                               rtol=1e-9, atol=1e-12)
+                pred = gc["predicted"][row, cls]
+                assert an["samples/correct"][row, cls] == int(pred == cls)
+
+
+def test_indicator_propensity_correlations_equal_brute_force(full_run):
+    rd = full_run[0]
+    with h5py.File(rd / "prepare.h5", "r") as prep, h5py.File(rd / "analysis.h5", "r") as an, \
+            h5py.File(rd / "indicators.h5", "r") as ind, h5py.File(rd / "gradcam.h5", "r") as gc, \
+            h5py.File(rd / "propensity.h5", "r") as pr:
+        box, xis = prep["box"][:], an["xis"][:]
+        runs = list(an["runs"][:])
+        corr = an["dynamics/corr"][:]
+        checked = 0
+        for c, run in enumerate(pr["configs"][:]):
+            row = runs.index(run)
+            x0 = prep["glass"][run]
+            F = np.stack([gc["gamma"][row, 1], ind["volume"][row, 1], ind["theta"][row, 1]],
+                         axis=1).astype(float)
+            for k in range(len(pr["temperatures"])):
+                D = pr["propensity"][c, k].astype(float)
+                for t in range(D.shape[0]):
+                    for b, xb in enumerate(xis):
+                        Dc = _cg(box, x0, D[t], xb)
+                        for a_xi, xa in enumerate(xis):
+                            G = _cg(box, x0, F, xa)
+                            for q, s in enumerate((-1.0, 1.0, -1.0)):
+                                want = s * scipy.stats.pearsonr(G[:, q], Dc).statistic
+                                assert corr[c, k, t, q, a_xi, b] == pytest.approx(want, abs=1e-9)
+                                checked += 1
+        assert checked == corr.size
+        # Table 5: C^max and delta* are the maxima of the stored curves, mean over configs
+        S = an["summary"]
+        b = int(np.flatnonzero(xis == S.attrs["xi_delta"])[0])
+        curves = corr[..., b].mean(axis=0)               # (n_T, d_t, X, m)
+        delta = an["dynamics/delta"][:].mean(axis=0)      # (n_T, d_t)
+        np.testing.assert_allclose(delta, pr["delta"][:].mean(axis=0))
+        for q in range(3):
+            for a_xi in range(len(xis)):
+                pooled = curves[:, :, q, a_xi]
+                k, t = np.unravel_index(np.argmax(pooled), pooled.shape)
+                assert S["cmax"][q, a_xi, -1] == pytest.approx(pooled[k, t], abs=1e-12)
+                assert S["delta_star"][q, a_xi, -1] == pytest.approx(delta[k, t], abs=1e-12)
+            best = int(np.argmax(S["cmax"][q, :, -1]))
+            assert S["xi_best"][q] == xis[best]
+            np.testing.assert_allclose(S["table5"][q, -1], [S["cmax"][q, best, -1],
+                                                           S["delta_star"][q, best, -1], xis[best]])
+
+
+def test_xi_delta_and_ensemble_study_equal_brute_force(full_run):
+    rd = full_run[0]
+    with h5py.File(rd / "prepare.h5", "r") as prep, h5py.File(rd / "analysis.h5", "r") as an, \
+            h5py.File(rd / "propensity.h5", "r") as pr:
+        box, xis, r_corr = prep["box"][:], an["xis"][:], float(an.attrs["r_corr"])
+        r = an["r"][:]
+        at = pr["propensity_at_delta"][:]
+        n_c, n_T, n_d = at.shape[:3]
+        curves = np.full((n_c, n_T, n_d, 13), np.nan)
+        for c, run in enumerate(pr["configs"][:]):
+            x0 = prep["glass"][run]
+            for k in range(n_T):
+                for j in range(n_d):
+                    if np.isfinite(at[c, k, j]).all():
+                        curves[c, k, j] = _corr_r(box, x0, at[c, k, j].astype(float), r_corr, 12)
+        np.testing.assert_allclose(an["dynamics/corr_delta_r"][:], curves, rtol=1e-9,
+                                   atol=1e-12, equal_nan=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (empty) bins stay NaN
+            mean = np.nanmean(curves, axis=(0, 1))
+        S = an["summary"]
+        for j in range(n_d):
+            ok = np.isfinite(mean[j])                      # empty bins are skipped
+            rr, cc = r[ok], mean[j][ok]
+            below = np.flatnonzero(cc <= 1 / np.e)
+            if below.size == 0:
+                assert np.isnan(S["xi_delta_targets"][j])
+                continue
+            i = below[0]
+            want = rr[i - 1] + (1 / np.e - cc[i - 1]) * (rr[i] - rr[i - 1]) / (cc[i] - cc[i - 1])
+            assert S["xi_delta_targets"][j] == pytest.approx(want, abs=1e-12)
+            pos = xis[xis > 0]
+            assert S["xi_delta_used"][j] == pos[np.argmin(np.abs(pos - want))]
+        # the ensemble study with 2 disjoint sub-ensembles of 2 replicas out of 4
+        assert json.loads(an.attrs["study"]) == [2, 2]
+        ens = an["dynamics/ensemble"][:]
+        disp, t = pr["cage_displacement"][:].astype(float), pr["time"][:]
+        for c, run in enumerate(pr["configs"][:]):
+            x0 = prep["glass"][run]
+            for k in range(n_T):
+                lo = (c * n_T + k) * 4
+                full = disp[lo:lo + 4].mean(axis=0)
+                delta = full.mean(axis=1)
+                for j, target in enumerate(pr["delta_targets"][:]):
+                    above = np.flatnonzero(delta >= target)
+                    if len(above) == 0 or above[0] == 0:
+                        assert np.isnan(ens[c, k, j]).all()
+                        continue
+                    b = above[0]
+                    w = (target - delta[b - 1]) / (delta[b] - delta[b - 1])
+                    field = lambda f: (1 - w) * f[b - 1] + w * f[b]  # noqa: E731
+                    e100 = field(full)
+                    # the full-ensemble field at the crossing is the stored propensity there
+                    np.testing.assert_allclose(e100, at[c, k, j], rtol=2e-6)
+                    eA, eB = field(disp[lo:lo + 2].mean(axis=0)), field(disp[lo + 2:lo + 4].mean(axis=0))
+                    for a_xi, xi in enumerate(xis):
+                        cA, cB, c100 = (_cg(box, x0, f, xi) for f in (eA, eB, e100))
+                        P = lambda u, v: scipy.stats.pearsonr(u, v).statistic  # noqa: E731
+                        want = [P(eA, eB), P(cA, cB), (P(eA, cA) + P(eB, cB)) / 2,
+                                P(e100, c100), (P(cA, c100) + P(cB, c100)) / 2]
+                        np.testing.assert_allclose(ens[c, k, j, a_xi], want, atol=1e-9)
+
+
+def test_info_shows_t_star_and_c_max(full_run):
+    info = json.loads(glasscam(["info", str(full_run[0])]).stdout)
+    assert "analyze" in info["complete"]
+    head = info["stages"]["analyze"]["headline"]
+    assert set(head["table5"]) == {"gamma", "volume", "theta"}
+    for name, entry in head["table5"].items():
+        assert "C_max" in entry and "delta_star" in entry and len(entry["per_T"]) == 2
+    assert head["T_star"]["paper"] == 0.37 and head["T_star"]["source"] == "none"
+
+
+def test_without_cnn_stages_the_gamma_rows_are_absent(full_run, tmp_path):
+    rd = tmp_path / "nocnn"
+    shutil.copytree(full_run[0], rd, ignore=shutil.ignore_patterns(
+        ".lock", "train*", "gradcam*", "analysis.h5", "analyze"))
+    shutil.rmtree(rd / "shards" / "analyze", ignore_errors=True)
+    shutil.rmtree(rd / "shards" / "gradcam", ignore_errors=True)
+    res = glasscam(["analyze", "--run-dir", str(rd)], n=2)
+    assert "without Gamma" in res.stdout
+    with h5py.File(rd / "analysis.h5", "r") as an, \
+            h5py.File(full_run[0] / "analysis.h5", "r") as ref:
+        assert an.attrs["have_gamma"] == 0
+        assert np.isnan(an["samples/pearson"][:, :, :, :2]).all()   # the pairs with Gamma
+        np.testing.assert_array_equal(an["samples/pearson"][:, :, :, 2],
+                                      ref["samples/pearson"][:, :, :, 2])
+        assert np.isnan(an["dynamics/corr"][:, :, :, 0]).all()
+        np.testing.assert_array_equal(an["dynamics/corr"][:, :, :, 1:],
+                                      ref["dynamics/corr"][:, :, :, 1:])
+        head = json.loads(an.attrs["headline"])
+        assert "gamma" not in head["table5"] and any("CNN stages" in n for n in head["notes"])
+
+
+def test_bad_input_is_a_clear_error(full_run, tiny_prepared, tmp_path):
+    # before propensity
+    rd = tmp_path / "early"
+    rd.mkdir()
+    for name in ("prepare.h5", "config.toml", "indicators.h5"):
+        shutil.copy(full_run[0] / name, rd / name)
+    res = glasscam(["analyze", "--run-dir", str(rd)], n=2, check=False)
+    assert res.returncode == 2 and "run 'glasscam propensity' first" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    # a damaged stage file: analyze refuses it, info says so instead of a traceback
+    rd = tmp_path / "damaged"
+    shutil.copytree(full_run[0], rd, ignore=shutil.ignore_patterns(".lock", "analysis.h5"))
+    shutil.rmtree(rd / "shards" / "analyze")
+    data = (rd / "indicators.h5").read_bytes()
+    (rd / "indicators.h5").write_bytes(data[:len(data) // 3])
+    res = glasscam(["analyze", "--run-dir", str(rd)], n=2, check=False)
+    assert res.returncode == 2 and "indicators.h5 is damaged" in res.stderr
+    assert "rerun 'glasscam indicators" in res.stderr
+    info = json.loads(glasscam(["info", str(rd)]).stdout)
+    assert "indicators" not in info["complete"]
+    assert "damaged" in info["stages"]["indicators"]["error"]
+    # ... and rerunning the stage rebuilds it from its task shards, identical
+    glasscam(["indicators", "--run-dir", str(rd)], n=2)
+    assert_same_data(read_stage(rd / "indicators.h5"), read_stage(full_run[0] / "indicators.h5"))
+    # no ok test runs
+    rd = tmp_path / "notest"
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(TINY_TOML)
+    with h5py.File(tiny_prepared / "prepare.h5", "r") as fh:
+        test_runs = np.flatnonzero(fh["split"][:] == 2)
+    res = glasscam(["prepare", "--config", str(cfg), "--run-dir", str(rd)], n=2,
+                   env={"GLASSCAM_INJECT_FAULT": "prepare:" + ",".join(map(str, test_runs))})
+    res = glasscam(["indicators", "--run-dir", str(rd)], n=2, check=False)
+    assert res.returncode == 2 and "no ok test runs" in res.stderr
