@@ -8,6 +8,7 @@ launcher (e.g. ``MPIEXEC="srun --mpi=pmi2"`` on a cluster node).
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import shutil
 import subprocess
@@ -20,6 +21,58 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- test order --------------------------------------------------------------------------------
+# The suite must pass in any order of its files. By default the files (modules) run in a
+# seeded random order, a new seed each run, printed in the header and at the end; the tests
+# of one file stay together and in their written order, so module fixtures are built once.
+#   --file-order=random|reverse|alphabetical   --order-seed N (repeat a random order)
+_ORDER_SEED = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("glasscam", "glasscam-mpi test order")
+    group.addoption("--file-order", choices=("random", "reverse", "alphabetical"),
+                    default="random",
+                    help="order of the test files: random (default; seeded, see "
+                         "--order-seed), reverse (reverse alphabetical) or alphabetical")
+    group.addoption("--order-seed", type=int, default=None, metavar="N",
+                    help="seed of --file-order=random (default: a new one every run)")
+
+
+def pytest_configure(config):
+    seed = config.getoption("--order-seed")
+    config.stash[_ORDER_SEED] = random.SystemRandom().randrange(10**6) if seed is None else seed
+
+
+def _order_line(config) -> str:
+    mode = config.getoption("--file-order")
+    if mode != "random":
+        return f"test file order: {mode}"
+    seed = config.stash[_ORDER_SEED]
+    return f"test file order: random, seed {seed} (repeat with --order-seed {seed})"
+
+
+def pytest_report_header(config):
+    return _order_line(config)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    by_file: dict[Path, list] = {}
+    for item in items:  # collection order within a file is kept
+        by_file.setdefault(Path(item.path), []).append(item)
+    files = sorted(by_file)
+    mode = config.getoption("--file-order")
+    if mode == "random":
+        random.Random(config.stash[_ORDER_SEED]).shuffle(files)
+    elif mode == "reverse":
+        files.reverse()
+    items[:] = [item for f in files for item in by_file[f]]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    terminalreporter.write_line(_order_line(config))
 
 # A tiny but complete 2D KAM protocol: N = 64, six runs, fast ramp (~0.2 s per run).
 TINY_TOML = """\

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import glasscam
 
-pytestmark = pytest.mark.mpi
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]  # ~75 s on 2 cores: skip with -m "not slow"
 
 
 @pytest.fixture(scope="module")

@@ -198,3 +198,74 @@ def test_private_grids_train_exactly_like_shared_ones(trained, tiny_prepared, tm
     with h5py.File(trained[0] / "train.h5", "r") as a, h5py.File(rd / "train.h5", "r") as b:
         for key in ("train_loss", "val_loss"):
             np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)
+
+
+def test_gradcam_stage_explains_the_glass_logit_of_the_last_convolution(explained):
+    """METHOD.md section 4: y^C is the glass logit (class index 1) and A^m the maps of the
+    last convolution. The reference here calls glasscam_mpi.learn.gradcam with target and
+    layer given explicitly (no defaults); the liquid-class map differs from it, so a stage
+    explaining the wrong class (or the wrong layer) fails this test."""
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.learn import GridSpec, build_model
+    from glasscam_mpi.learn.gradcam import gradcam, particle_scores
+    from glasscam_mpi.learn.grid import to_grid_batch
+    from glasscam_mpi.learn.model import CLASS_NAMES, ModelSpec
+
+    assert CLASS_NAMES[1] == "glass"  # the model's class index 1 is glass (model.py)
+    rd = explained
+    cfg = load_config(path=rd / "config.toml")
+    ck = torch.load(rd / "train" / "best.pt", weights_only=True)
+    model = build_model(ModelSpec.from_dict(ck["model_spec"]))
+    model.load_state_dict(ck["model"])
+    spec = GridSpec.for_system(cfg.sys, 32, width_factor=0.5)
+    differs = []
+    with h5py.File(rd / "prepare.h5", "r") as prep, h5py.File(rd / "gradcam.h5", "r") as out:
+        assert out.attrs["classes"] == "liquid,glass" and int(out.attrs["layer"]) == -1
+        box = prep["box"][:]
+        for row, r in enumerate(out["runs"][:]):
+            pos = np.stack([prep["liquid"][r], prep["glass"][r]])
+            x = to_grid_batch(spec, box, pos, prep["types"][r])
+            maps = {target: particle_scores(gradcam(model, x, layer=-1, target=target).cam,
+                                            box, pos) for target in (1, 0)}
+            np.testing.assert_allclose(out["gamma"][row], maps[1], rtol=1e-5, atol=1e-7)
+            differs.append(np.abs(maps[1] - maps[0]).max() > 1e-3 * max(maps[1].max(), 1e-3))
+            assert maps[1].max() > 0  # a map with something in it
+    assert all(differs)  # the liquid-class map is another map: the comparison has teeth
+
+
+def test_check_sync_catches_ranks_whose_parameters_drift_apart(tiny_prepared, tmp_path):
+    """GLASSCAM_INJECT_DESYNC=train:1 nudges rank 1's parameters after the first step of
+    epoch 1: the per-step check must stop the job, naming the step."""
+    rd = _copy_prepared(tiny_prepared, tmp_path / "desync")
+    res = glasscam(["train", "--run-dir", str(rd), *_config(tmp_path / "c.toml")], n=2,
+                   check=False, timeout=120, env={"GLASSCAM_INJECT_DESYNC": "train:1"})
+    assert res.returncode != 0
+    assert "parameters differ between ranks after epoch 1 step 0" in res.stderr, res.stderr
+    assert "aborting all ranks" in res.stderr
+    assert "train: epoch 1/3" in res.stdout and "train: epoch 2/3" not in res.stdout
+    assert not (rd / "train.h5").exists()
+
+
+@pytest.mark.parametrize("backend", ["horovod", "ddp"])
+def test_the_initial_broadcast_makes_ranks_that_start_apart_equal(backend, trained,
+                                                                 tiny_prepared, tmp_path):
+    """GLASSCAM_INJECT_INIT=train:1 gives rank 1 other initial weights. The backend's
+    broadcast from rank 0 must replace them: the digests differ before it and equal rank
+    0's after it, every step then checks equal, and the training is the one rank 0 alone
+    would have started (the same curves as without the injection)."""
+    import re
+
+    rd = _copy_prepared(tiny_prepared, tmp_path / backend)
+    res = glasscam(["train", "--run-dir", str(rd), *_config(tmp_path / "c.toml", backend)],
+                   n=2, check=False, timeout=180, env={"GLASSCAM_INJECT_INIT": "train:1"})
+    assert res.returncode == 0, res.stderr
+    digests = {when: re.search(rf"parameter digests {when}: (\w+) (\w+)", res.stdout)
+               for when in ("before the broadcast", "after the broadcast")}
+    assert all(digests.values()), res.stdout
+    before, after = (digests[w].groups() for w in digests)
+    assert before[0] != before[1]              # rank 1 really started elsewhere
+    assert after[0] == after[1] == before[0]   # rank 0's weights on every rank
+    assert "parameters identical on all 2 ranks after each of 3 steps (checked)" in res.stdout
+    with h5py.File(trained[0] / "train.h5", "r") as ref, h5py.File(rd / "train.h5", "r") as fh:
+        for key in ("train_loss", "val_loss", "test_accuracy"):
+            np.testing.assert_array_equal(fh[key][:], ref[key][:], err_msg=key)
