@@ -123,7 +123,7 @@ def test_sample_correlations_and_c_of_r_equal_brute_force(full_run):
                 F = np.stack([gc["gamma"][row, cls], ind["volume"][row, cls],
                               ind["theta"][row, cls]], axis=1).astype(float)
                 for a_xi, xi in enumerate(xis):
-                    G = _cg(box, x, F, xi) * sign
+                    G = _cg(box, x, F, xi)   # the pairs are of the bare indicators (Fig. 6)
                     for p, (u, v) in enumerate(((0, 1), (0, 2), (2, 1))):
                         want = scipy.stats.pearsonr(G[:, u], G[:, v]).statistic
                         assert an["samples/pearson"][row, cls, a_xi, p] == \
@@ -209,13 +209,19 @@ def test_xi_delta_and_ensemble_study_equal_brute_force(full_run):
             mean = np.nanmean(curves, axis=(0, 1))
         S = an["summary"]
         for j in range(n_d):
-            ok = np.isfinite(mean[j])                      # empty bins are skipped
+            ok = np.isfinite(mean[j])                      # empty bins are skipped,
+            ok[0] = False                                  # and so is the r = 0 self term
             rr, cc = r[ok], mean[j][ok]
             below = np.flatnonzero(cc <= 1 / np.e)
             if below.size == 0:
                 assert np.isnan(S["xi_delta_targets"][j])
                 continue
             i = below[0]
+            if i == 0:  # below 1/e at the first pair distance: that distance, flagged
+                assert S["xi_delta_targets"][j] == rr[0]
+                assert S["xi_delta_below_first_shell"][j] == 1
+                continue
+            assert S["xi_delta_below_first_shell"][j] == 0
             want = rr[i - 1] + (1 / np.e - cc[i - 1]) * (rr[i] - rr[i - 1]) / (cc[i] - cc[i - 1])
             assert S["xi_delta_targets"][j] == pytest.approx(want, abs=1e-12)
             pos = xis[xis > 0]
@@ -223,7 +229,7 @@ def test_xi_delta_and_ensemble_study_equal_brute_force(full_run):
         # the ensemble study with 2 disjoint sub-ensembles of 2 replicas out of 4
         assert json.loads(an.attrs["study"]) == [2, 2]
         ens = an["dynamics/ensemble"][:]
-        disp, t = pr["cage_displacement"][:].astype(float), pr["time"][:]
+        disp = pr["cage_displacement"][:].astype(float)
         for c, run in enumerate(pr["configs"][:]):
             x0 = prep["glass"][run]
             for k in range(n_T):
@@ -315,3 +321,21 @@ def test_bad_input_is_a_clear_error(full_run, tiny_prepared, tmp_path):
                    env={"GLASSCAM_INJECT_FAULT": "prepare:" + ",".join(map(str, test_runs))})
     res = glasscam(["indicators", "--run-dir", str(rd)], n=2, check=False)
     assert res.returncode == 2 and "no ok test runs" in res.stderr
+
+
+def test_fig8_zero_crossings_equal_brute_force(full_run):
+    """r where C(r) of the bare Upsilon and Theta (mean over every glass test sample)
+    first crosses 0, the r = 0 self term left out."""
+    with h5py.File(full_run[0] / "analysis.h5", "r") as an:
+        r, C = an["r"][:], an["samples/corr_r"][:, 1]        # (n, B+1, X)
+        for q in (1, 2):
+            mean = C[:, :, q].mean(axis=0)
+            rr, cc = r[1:][np.isfinite(mean[1:])], mean[1:][np.isfinite(mean[1:])]
+            below = np.flatnonzero(cc <= 0)
+            if below.size == 0:
+                assert np.isnan(an["summary/r_zero"][1, q])
+                continue
+            i = below[0]
+            want = rr[0] if i == 0 else rr[i - 1] - cc[i - 1] * (rr[i] - rr[i - 1]) / (cc[i] - cc[i - 1])
+            assert an["summary/r_zero"][1, q] == pytest.approx(want, abs=1e-12)
+            np.testing.assert_allclose(an["summary/corr_r_mean"][1, :, q], mean, rtol=1e-12)

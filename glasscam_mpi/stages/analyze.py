@@ -24,8 +24,9 @@ correlation with the propensity, C^max and delta* per indicator and temperature
 (Table 5), the distributions of the pairwise correlations over correctly classified test
 samples (misclassified ones are left out and counted, as in the paper), r where C(r) of
 each indicator first crosses 0, Table 4, and the crystallisation flags. Indicators enter
-correlations in the form ``[analyze].one_minus`` says (the paper's 1 - X choices by
-default); every table records the form.
+the correlations with the propensity (and the maps) in the form ``[analyze].one_minus``
+says (the paper's 1 - X choices by default; attrs ``forms``); the pairwise correlations
+between indicators are of the bare indicators, as in the paper's Fig. 6.
 
 Output ``RUN_DIR/analysis.h5`` (``n`` test samples, ``n_c`` x ``n_T`` ensembles, ``X`` = 3
 indicators [gamma, volume, theta], ``P`` = 3 pairs [gamma-volume, gamma-theta,
@@ -34,13 +35,14 @@ theta-volume], ``m`` = len(xis), ``B`` = bins, ``d_t`` recorded times, ``D`` del
     attrs    stage, indicators, pairs, forms (JSON: indicator -> "X" or "1 - X"),
              have_gamma, xis, r_corr, headline (JSON, what ``glasscam info`` shows)
     runs                      (n,) int64      test runs (rows of indicators/gradcam.h5)
-    samples/pearson           (n, 2, m, P) f8 per-sample correlations at every xi
+    samples/pearson           (n, 2, m, P) f8 per-sample correlations at every xi, of the
+                              bare indicators (X, as the paper's Fig. 6 / Table S2)
     samples/spearman          (n, 2, m, P) f8
     samples/constant          (n, 2, X) i1    1 where a field is constant (no correlation)
     samples/correct           (n, 2) i1       1 classified right, 0 wrong, -1 no CNN
     samples/corr_r            (n, 2, B+1, X)  C(r) of the bare fields
     samples/corr_r_layers     (n, 2, B+1, L)  C(r) of Gamma of each CNN layer
-    samples/rdf               (n, 2, B, 3)    g_AA, g_AB, g_BB
+    samples/rdf               (n, 2, B_g, 3)  g_AA, g_AB, g_BB (bins 0.025 sigma: r_rdf)
     samples/psi6              (n, 2) f8       |<psi_6>| (2D; NaN in 3D)
     samples/psi6_local        (n, 2) f8       mean_i |psi_6,i| (2D; NaN in 3D)
     dynamics/corr             (n_c, n_T, d_t, X, m, m) f8  Pearson(ind at xi_a, Delta at xi_b)
@@ -58,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +119,11 @@ class Plan:
     reportable: np.ndarray    # (n_c, n_T) int8
     study: tuple | None       # (size, count) of the ensemble study, or None
     sign: np.ndarray          # (X,) -1 for 1 - X forms, +1 otherwise
+
+    @property
+    def rdf_bins(self) -> int:
+        """g(r) bins: 0.025 sigma wide (C(r)'s bins would blur the first peaks)."""
+        return max(self.bins, min(2000, math.ceil(self.r_corr / 0.025)))
 
     @property
     def n_samples(self) -> int:
@@ -255,12 +263,14 @@ def analyse_sample(plan: Plan, x: np.ndarray, types: np.ndarray, F: np.ndarray,
                                        np.int8),
            "samples/corr_r": np.full((B + 1, X), np.nan),
            "samples/corr_r_layers": np.full((B + 1, max(plan.n_layers, 1)), np.nan),
-           "samples/rdf": np.full((B, 3), np.nan),
+           "samples/rdf": np.full((plan.rdf_bins, 3), np.nan),
            "samples/psi6": np.array(np.nan), "samples/psi6_local": np.array(np.nan)}
     have = np.isfinite(F).all(axis=0)
     cols = np.flatnonzero(have)
     pl = _pair_list(plan, x)                                     # the one pair search
-    G = _normalised(pl.coarse_grain_scan(F[:, cols], plan.xis), plan.sign[cols])  # (m, N, k)
+    # the pairwise correlations are of the bare indicators (X), as in the paper's Fig. 6 and
+    # Table S2; the 1 - X forms are only for the comparison with the propensity
+    G = _normalised(pl.coarse_grain_scan(F[:, cols], plan.xis), None)  # (m, N, k)
     out["samples/constant"][cols] = constant_columns(F[:, cols])
     for a_xi in range(m):
         P, S = np.full((X, X), np.nan), np.full((X, X), np.nan)
@@ -274,9 +284,8 @@ def analyse_sample(plan: Plan, x: np.ndarray, types: np.ndarray, F: np.ndarray,
     out["samples/corr_r"][:, cols] = pl.correlation(F[:, cols], plan.r_corr, B)[1]
     if layers is not None:
         out["samples/corr_r_layers"][:] = pl.correlation(layers, plan.r_corr, B)[1]
-    g = pl.rdf(types, bins=B, r_max=plan.r_corr, n_species=2).partial
-    if g is not None:
-        out["samples/rdf"][:] = np.stack([g[0, 0], g[0, 1], g[1, 1]], axis=1)
+    g = pl.rdf(types, bins=plan.rdf_bins, r_max=plan.r_corr, n_species=2).partial
+    out["samples/rdf"][:] = np.stack([g[0, 0], g[0, 1], g[1, 1]], axis=1)
     if plan.box.shape[0] == 2:
         h = hexatic(plan.box, x)
         out["samples/psi6"], out["samples/psi6_local"] = np.array(h.order), np.array(h.local.mean())
@@ -362,7 +371,7 @@ def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarra
     if not ok.all():
         return out  # the study compares fixed replica sets: only with every replica ok
     disp = prop["cage_displacement"][lo:lo + n_s].astype(np.float64)  # (n_s, d_t, N)
-    t, full = prop["time"][:], disp.mean(axis=0)
+    full = disp.mean(axis=0)
     delta = full.mean(axis=1)
     sets = subensembles(n_s, size, count)
     for j, target in enumerate(prop["delta_targets"][:]):
@@ -413,7 +422,7 @@ def _rows(cfg: Config, plan: Plan) -> dict:
         "samples/correct": RowSpec((2,), "i1", -1, **S),
         "samples/corr_r": RowSpec((2, B + 1, X), "f8", **S),
         "samples/corr_r_layers": RowSpec((2, B + 1, max(plan.n_layers, 1)), "f8", **S),
-        "samples/rdf": RowSpec((2, B, 3), "f8", **S),
+        "samples/rdf": RowSpec((2, plan.rdf_bins, 3), "f8", **S),
         "samples/psi6": RowSpec((2,), "f8", **S),
         "samples/psi6_local": RowSpec((2,), "f8", **S),
         "dynamics/corr": RowSpec((plan.n_times, X, m, m), "f8", **E),
@@ -436,7 +445,7 @@ def _attrs(cfg: Config, plan: Plan) -> dict:
 def _globals(cfg: Config, plan: Plan) -> dict:
     r = np.concatenate([[0.0], (np.arange(plan.bins) + 0.5) * (plan.r_corr / plan.bins)])
     return {"runs": plan.runs.astype(np.int64), "r": r,
-            "r_rdf": (np.arange(plan.bins) + 0.5) * (plan.r_corr / plan.bins),
+            "r_rdf": (np.arange(plan.rdf_bins) + 0.5) * (plan.r_corr / plan.rdf_bins),
             "xis": np.array(plan.xis), "config_rows": plan.config_rows}
 
 

@@ -4,7 +4,10 @@ Everything here is a deterministic function of the rows of analysis.h5 and of th
 stage files, so the summary does not depend on the rank count.
 
     summary/xi_delta_targets   (D,)  xi_Delta(delta): where the mean C_Delta(r) first falls
-                                     to 1/e (Table 3, Fig. 3); NaN if never / not reached
+                                     to 1/e (Table 3, Fig. 3; the r = 0 self point left
+                                     out); NaN if never / not reached
+    summary/xi_delta_below_first_shell (D,) i1  1 where C_Delta is below 1/e at the first
+                                     pair distance already (xi_Delta is then an upper bound)
     summary/xi_delta_used      (D,)  the same rounded to the nearest xi > 0 of the scan
     summary/corr_delta_r_mean  (D, B+1)  C_Delta(r), mean over reportable ensembles
     summary/curves             (X, m, n_T, d_t)  C_{X,Delta}(t) at xi_Delta (attr), each
@@ -19,10 +22,11 @@ stage files, so the summary does not depend on the rank count.
                                      at xi_pairs: [n, mean, std, median, q25, q75, min, max]
     summary/n_misclassified    (2,)  test samples left out per class
     summary/n_constant         (2, P) correlations undefined (a constant field)
-    summary/corr_r_mean        (2, B+1, X)  C(r) of the bare fields (Fig. 8)
-    summary/r_zero             (2, X)  first zero of C(r) (r_Gamma for Gamma)
+    summary/corr_r_mean        (2, B+1, X)  C(r) of the bare fields (Fig. 8): Gamma over the
+                                     correctly classified samples, Upsilon and Theta over all
+    summary/r_zero             (2, X)  first zero of C(r) after r = 0 (r_Gamma for Gamma)
     summary/corr_r_layers_mean (2, B+1, L); summary/r_zero_layers (2, L)  per CNN layer
-    summary/rdf_mean           (2, B, 3)  g_AA, g_AB, g_BB over test samples (S7)
+    summary/rdf_mean           (2, B_g, 3)  g_AA, g_AB, g_BB over test samples (S7), at r_rdf
     summary/energy_jump        (n_runs,) i1  1 where U(T) of the run jumps (S6)
     summary/energy_jump_T      (n_runs,) f8  where it jumps (NaN otherwise)
     summary/psi6_flag          (n, 2) i1    1 where |<psi_6>| > PSI6_FLAG (2D)
@@ -64,6 +68,18 @@ def _f(x) -> float | None:
     return round(x, 4) if math.isfinite(x) else None
 
 
+def crossing(r: np.ndarray, C: np.ndarray, level: float) -> tuple[float, bool]:
+    """(r where C(r) first falls to ``level``, whether that happens at the first pair
+    distance already). The r = 0 point (the self term, C = 1 by definition) is left out:
+    interpolating from it into the first shell would report a length set by the noise of
+    the field, not by its correlations. NaN if C never reaches the level."""
+    ok = np.flatnonzero(np.isfinite(C[1:])) + 1
+    if ok.size == 0:
+        return float("nan"), False
+    value = first_crossing(r[ok], C[ok], level)
+    return value, bool(C[ok[0]] <= level)
+
+
 def nearest_xi(xis: np.ndarray, value: float) -> float:
     """The positive xi of the scan closest to ``value`` (NaN stays NaN)."""
     pos = xis[xis > 0]
@@ -101,11 +117,15 @@ def summarize_into(path, cfg, plan) -> dict:
         cdr[~dyn_ok] = np.nan
         with np.errstate(invalid="ignore"), _quiet():
             cd_mean = np.nanmean(cdr, axis=(0, 1))              # (D, B+1)
-        xi_t = np.array([first_crossing(r, cd_mean[j], 1 / math.e)
-                         if np.isfinite(cd_mean[j, 1:]).any() else np.nan
-                         for j in range(len(targets))])
+        xi_t, shallow = zip(*(crossing(r, cd_mean[j], 1 / math.e) for j in range(len(targets))))
+        xi_t, shallow = np.array(xi_t), np.array(shallow, dtype=np.int8)
         xi_used = np.array([nearest_xi(xis, v) for v in xi_t])
         S["xi_delta_targets"], S["xi_delta_used"], S["corr_delta_r_mean"] = xi_t, xi_used, cd_mean
+        S["xi_delta_below_first_shell"] = shallow
+        for j in np.flatnonzero(shallow):
+            notes.append(f"C_Delta(r) at delta = {targets[j]:g} is below 1/e already at the first "
+                         f"pair distance (r = {xi_t[j]:.3g}): the propensity field is dominated "
+                         "by replica noise (too few replicas?); xi_Delta there is an upper bound")
         xi_d, source = _xi_delta(cfg, targets, xi_used, xis, notes)
         b = int(np.flatnonzero(xis == xi_d)[0])
         S.attrs.update(xi_delta=xi_d, xi_delta_source=source)
@@ -188,15 +208,19 @@ def summarize_into(path, cfg, plan) -> dict:
                                    "glass": int(S["n_misclassified"][1])}
 
         # -- Fig. 8: C(r) of the bare indicators and where it first crosses 0 ---------------
-        for name, key in (("corr_r", "r_zero"), ("corr_r_layers", "r_zero_layers")):
+        # Gamma's C(r) over the correctly classified samples; Upsilon's and Theta's over all
+        for name, key, gamma_cols in (("corr_r", "r_zero", [0]),
+                                      ("corr_r_layers", "r_zero_layers", "all")):
             C = fh[f"samples/{name}"][:]                         # (n, 2, B+1, k)
             mean = np.full(C.shape[1:], np.nan)
+            cols = range(C.shape[-1]) if gamma_cols == "all" else gamma_cols
             for cls in range(2):
-                if keep[:, cls].any():
-                    with _quiet():
-                        mean[cls] = np.nanmean(C[keep[:, cls], cls], axis=0)
-            zero = np.array([[first_crossing(r, mean[cls, :, q], 0.0)
-                              if np.isfinite(mean[cls, 1:, q]).any() else np.nan
+                with _quiet():
+                    mean[cls] = np.nanmean(C[:, cls], axis=0)
+                    for q in cols:
+                        mean[cls, :, q] = (np.nanmean(C[keep[:, cls], cls, :, q], axis=0)
+                                           if keep[:, cls].any() else np.nan)
+            zero = np.array([[crossing(r, mean[cls, :, q], 0.0)[0]
                               for q in range(mean.shape[-1])] for cls in range(2)])
             S[f"{name}_mean"], S[key] = mean, zero
         head["r_zero_glass"] = {n: _f(S["r_zero"][1, x]) for x, n in enumerate(INDICATORS)}
