@@ -68,7 +68,7 @@ case "$SYSPKG" in
   debian)
     apt_install build-essential cmake pkg-config python3-dev python3-venv \
                 mpich libmpich-dev libhdf5-mpich-dev
-    [ "$DEV" -eq 1 ] && apt_install slurm-wlm munge
+    [ "$DEV" -eq 1 ] && apt_install slurm-wlm munge chromium chromium-driver
     MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
     HDF5_DIR=${HDF5_DIR:-/usr/lib/$MULTIARCH/hdf5/mpich}
     ;;

@@ -4,7 +4,8 @@
 The command line, ``glasscam run`` and ``glasscam info`` all read these declarations.
 """
 
-from glasscam_mpi.stages import analyze, gradcam, indicators, prepare, propensity, train
+from glasscam_mpi.stages import (analyze, gradcam, indicators, prepare, propensity, report,
+                                 train)
 
 STAGES = {m.stage.name: m.stage for m in (prepare, train, gradcam, indicators, propensity,
-                                              analyze)}
+                                              analyze, report)}
