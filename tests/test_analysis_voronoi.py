@@ -165,3 +165,15 @@ def test_3d_freud_voronoi_runs_after_lammps_opened_in_this_process():
     box = np.array([7.5, 8.0, 9.0])
     vol = voronoi_volumes(box, random_system(300, box, 11), backend="freud")
     assert np.all(vol > 0) and vol.sum() == pytest.approx(box.prod(), rel=1e-6)
+
+
+def test_3d_neighbours_are_symmetric():
+    """Voronoi neighbourhood is a symmetric relation; voro++ (float32) reports a few tiny
+    faces from one side only, and neighbors() must still list every pair both ways."""
+    rng = np.random.default_rng(5)
+    box = np.array([8.0, 8.0, 8.0])
+    x = rng.random((600, 3)) * box
+    i, j = voronoi_neighbors(box, x, backend="freud")
+    forward = set(zip(i.tolist(), j.tolist()))
+    assert forward == {(b, a) for a, b in forward}
+    assert len(forward) == len(i) and not np.any(i == j)
