@@ -155,3 +155,28 @@ def test_positional_signature_is_unchanged():
     T = np.linspace(0.05, 1.2, 60)
     res = estimate_t_star(T, _hinge(T, 0.4), 1.0, 5)
     assert res.T_star == pytest.approx(0.4, abs=1e-7) and res.split == res.T_star
+
+
+def test_the_prepare_stage_estimates_t_star_from_measured_t_and_u(tmp_path):
+    """estimate_t_star_of reads prepare.h5's run-averaged measured T and U (not the target,
+    not U as T): on runs whose U(T) has a kink at 0.37 it finds 0.37; failed runs are left
+    out."""
+    import h5py
+
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.stages.prepare import estimate_t_star_of
+
+    rng = np.random.default_rng(3)
+    T_target = np.linspace(4.0, 0.05, 100)
+    runs = []
+    for _ in range(8):
+        T = T_target + rng.normal(0, 0.01, T_target.size)        # measured lags the target
+        U = np.where(T < 0.37, -3.2 + (T - 0.37), -3.2 + 2.8 * (T ** 0.6 - 0.37 ** 0.6))
+        runs.append((T, U + rng.normal(0, 0.002, T.size)))
+    with h5py.File(tmp_path / "prepare.h5", "w") as fh:
+        fh["status"] = np.array([1] * 8 + [2], dtype=np.int8)
+        fh["T"] = np.stack([t for t, _ in runs] + [np.full(100, np.nan)])
+        fh["pe"] = np.stack([u for _, u in runs] + [np.full(100, np.nan)])
+        fh["T_target"] = T_target + 0.5  # a wrong column the estimate must not use
+    res = estimate_t_star_of(tmp_path / "prepare.h5", load_config(preset="demo"))
+    assert res.T_star == pytest.approx(0.37, abs=0.01)

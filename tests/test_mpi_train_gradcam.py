@@ -269,3 +269,58 @@ def test_the_initial_broadcast_makes_ranks_that_start_apart_equal(backend, train
     with h5py.File(trained[0] / "train.h5", "r") as ref, h5py.File(rd / "train.h5", "r") as fh:
         for key in ("train_loss", "val_loss", "test_accuracy"):
             np.testing.assert_array_equal(fh[key][:], ref[key][:], err_msg=key)
+
+
+def test_gradcam_options_layer_targets_and_another_runs_model(explained, tiny_prepared, tmp_path):
+    """A non-default [gradcam].layer, the liquid class explained on liquid samples, and a
+    model from another run directory (same system, N and grid): the stage records them and
+    equals a direct computation that names each of them."""
+    from glasscam_mpi.learn import GridSpec, build_model, gradcam_particles
+    from glasscam_mpi.learn.model import GLASS, LIQUID, ModelSpec
+    from glasscam_mpi.systems import get_system
+
+    rd = _copy_prepared(tiny_prepared, tmp_path / "options")
+    model = explained / "train" / "best.pt"
+    conf = _config(tmp_path / "c.toml", extra=f'\n[gradcam]\nlayer = 0\ntarget_liquid = "liquid"\n'
+                                              f'model = "{model}"\n')
+    res = glasscam(["gradcam", "--run-dir", str(rd), *conf], n=2)
+    assert f"model {model}, layer 0" in res.stdout
+    ck = torch.load(model, weights_only=True)
+    net = build_model(ModelSpec.from_dict(ck["model_spec"]))
+    net.load_state_dict(ck["model"])
+    spec = GridSpec.for_system(get_system("KAM"), 32, width_factor=0.5)
+    with h5py.File(rd / "prepare.h5", "r") as prep, h5py.File(rd / "gradcam.h5", "r") as out:
+        assert out.attrs["layer"] == 0 and out.attrs["model"] == str(model)
+        assert out.attrs["targets"] == "liquid:liquid,glass:glass"
+        gamma, layers = out["gamma"][:], out["gamma_layers"][:]
+        np.testing.assert_array_equal(gamma, layers[:, :, 0])
+        for row, r in enumerate(out["runs"][:]):
+            for cls, target in ((0, LIQUID), (1, GLASS)):
+                pos = prep[("liquid", "glass")[cls]][r][None]
+                want, _ = gradcam_particles(net, spec, prep["box"][:], pos, prep["types"][r],
+                                            layer=0, target=target)
+                np.testing.assert_allclose(gamma[row, cls], want[0], rtol=1e-5, atol=1e-7)
+                for layer in (1, 2):
+                    want, _ = gradcam_particles(net, spec, prep["box"][:], pos,
+                                                prep["types"][r], layer=layer, target=target)
+                    np.testing.assert_allclose(layers[row, cls, layer], want[0], rtol=1e-5,
+                                               atol=1e-7)
+            np.testing.assert_array_equal(out["zero"][row], (gamma[row] == 0).all(axis=1))
+        # the liquid samples' map differs from the default (glass-class) one of the same model
+        with h5py.File(explained / "gradcam.h5", "r") as ref:
+            assert not np.allclose(ref["gamma_layers"][:, 0, 0], layers[:, 0, 0])
+            np.testing.assert_allclose(ref["gamma_layers"][:, 1], layers[:, 1], rtol=1e-5,
+                                       atol=1e-7)
+
+
+def test_model_of_another_box_is_refused(explained, tmp_path):
+    """Same system and grid, another N: another box edge, so another grid spacing."""
+    rd = tmp_path / "n80"
+    conf = tmp_path / "c.toml"
+    conf.write_text(TINY_TOML.replace("n_particles = 64", "n_particles = 80")
+                    + TRAIN_TOML.format(backend="horovod", epochs=3)
+                    + f'\n[gradcam]\nmodel = "{explained / "train" / "best.pt"}"\n')
+    glasscam(["prepare", "--run-dir", str(rd), "--config", str(conf)], n=2)
+    res = glasscam(["gradcam", "--run-dir", str(rd)], n=2, check=False)
+    assert res.returncode == 2 and "does not fit this dataset" in res.stderr
+    assert "box: model" in res.stderr and "another N or density" in res.stderr
