@@ -154,6 +154,8 @@ def table3(d: RunData) -> Table:
         note = ""
         if not np.isfinite(S["xi_delta_targets"][j]):
             note = d.missed(target)
+        elif "xi_delta_below_first_shell" in S and S["xi_delta_below_first_shell"][j]:
+            note = "upper bound: C_Δ below 1/e at the first pair distance (noisy Δ)"
         t.rows.append([f"ξ_Δ(δ = {target:g}): 1/e length of C_Δ(r)", "Figs 1-3", "Δ",
                        float(S["xi_delta_targets"][j]), float(S["xi_delta_used"][j]),
                        _paper_at_target(d, target, pxi["delta"]) if pxi else float("nan"), note])
@@ -173,8 +175,9 @@ def table3(d: RunData) -> Table:
     t.notes.append("Forms: " + ", ".join(form_label(x, d.forms[x]) for x in d.shown())
                    + " (the column 'form'); ξ_Δ is for Δ itself.")
     t.notes.append("The 1/e length is interpolated between the points of the mean C_Δ(r) "
-                   "(Fig. 3), whose first point is the self term C(0) = 1; a length below the "
-                   "first neighbour shell means C_Δ already fell below 1/e there.")
+                   "(Fig. 3) from the first pair distance on (the self term C(0) = 1 is left "
+                   "out); where C_Δ is below 1/e already there, that distance is given as an "
+                   "upper bound.")
     return t
 
 
