@@ -30,7 +30,7 @@ def test_paper_presets_are_the_paper():
     ("[prepare]\nn_runs = 2.5\n", "[prepare].n_runs = 2.5: expected an integer"),
     ("[prepare]\ntimestep = 0\n", "[prepare].timestep = 0: allowed: a number > 0.0 and <= 0.05"),
     ("[prepare]\ncooling_rate = nan\n", "must be finite"),
-    ("[system]\nname = \"LJ\"\n", "allowed: one of 'KAM', 'ABM', 'KA3D'"),
+    ("[system]\nname = \"LJ\"\n", "allowed: one of 'KAM', 'ABM', 'ABM-code', 'KA3D'"),
     ("[prepare]\nn_run = 10\n", "unknown key [prepare].n_run; allowed keys: "),
     ("[cooling]\nrate = 1\n", "unknown section [cooling]; allowed: [run], [system], [prepare]"),
     ("[prepare]\ntrain_fraction = 0.9\nvalidation_fraction = 0.1\n", "must be < 1"),
@@ -49,7 +49,7 @@ def test_bad_config_is_refused_with_field_value_and_allowed(tmp_path, toml, need
 
 
 def test_unknown_preset_and_missing_file():
-    with pytest.raises(ConfigError, match="unknown preset 'fast'; allowed: demo, paper-kam"):
+    with pytest.raises(ConfigError, match="unknown preset 'fast'; allowed: demo, study, paper-kam, paper-abm, ka3d"):
         load_config(preset="fast")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(path="/nonexistent/x.toml")
