@@ -93,6 +93,19 @@ energy_samples = 12
 """
 
 
+# A CNN small enough to train in seconds on the tiny runs (the stages after train need one).
+TINY_TRAIN_TOML = """
+[train]
+epochs = 3
+batch_size = 2
+n_grid = 16
+channels = [4, 4, 4]
+kernels = [3, 3, 3]
+strides = [1, 2, 2]
+hidden = 8
+"""
+
+
 def mpiexec(n: int) -> list[str]:
     launcher = os.environ.get("MPIEXEC")
     if launcher:

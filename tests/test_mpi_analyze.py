@@ -12,20 +12,11 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from conftest import TINY_TOML, assert_same_data, glasscam, read_stage
+from conftest import TINY_TOML, TINY_TRAIN_TOML, assert_same_data, glasscam, read_stage
 
 pytestmark = pytest.mark.mpi
 
-EXTRA = """
-[train]
-epochs = 3
-batch_size = 2
-n_grid = 16
-channels = [4, 4, 4]
-kernels = [3, 3, 3]
-strides = [1, 2, 2]
-hidden = 8
-
+EXTRA = TINY_TRAIN_TOML + """
 [propensity]
 n_configs = 2
 temperatures = [0.45, 0.8]

@@ -23,20 +23,11 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import TINY_TOML, glasscam
+from conftest import TINY_TOML, TINY_TRAIN_TOML, glasscam
 
 pytestmark = pytest.mark.mpi
 
-TOML = TINY_TOML + """
-[train]
-epochs = 3
-batch_size = 2
-n_grid = 16
-channels = [4, 4, 4]
-kernels = [3, 3, 3]
-strides = [1, 2, 2]
-hidden = 8
-
+TOML = TINY_TOML + TINY_TRAIN_TOML + """
 [propensity]
 n_configs = 1
 temperatures = [0.45, 0.8]
