@@ -138,3 +138,26 @@ def test_a_drop_smaller_than_the_trend_step_is_not_a_jump():
 def test_energy_jumps_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         energy_jumps(**kwargs)
+
+
+def test_prepare_flags_exactly_the_run_whose_energy_jumps(tmp_path):
+    """prepare.h5's energy_jump: 1 for the run with a planted crystallisation drop, 0 for
+    smooth runs, -1 for a failed run; energy_jump_T where the drop starts."""
+    import h5py
+
+    from glasscam_mpi.stages.prepare import add_energy_jumps
+
+    rng = np.random.default_rng(0)
+    T = np.linspace(4.0, 0.05, 100)
+    U = np.where(T < 0.4, -3.2 + (T - 0.4), -3.2 + 2.8 * (T ** 0.6 - 0.4 ** 0.6))
+    rows = [U + rng.normal(0, 0.003, T.size) for _ in range(4)]
+    rows[2] = rows[2] - 0.3 * (T < 1.05)          # a sudden drop of 0.3 per particle at T ~ 1
+    with h5py.File(tmp_path / "prepare.h5", "w") as fh:
+        fh["status"] = np.array([1, 1, 1, 1, 2], dtype=np.int8)
+        fh["T"] = np.stack([T] * 4 + [np.full(100, np.nan)])
+        fh["pe"] = np.stack(rows + [np.full(100, np.nan)])
+    add_energy_jumps(tmp_path / "prepare.h5")
+    with h5py.File(tmp_path / "prepare.h5", "r") as fh:
+        np.testing.assert_array_equal(fh["energy_jump"][:], [0, 0, 1, 0, -1])
+        jump_T = fh["energy_jump_T"][:]
+        assert 1.0 < jump_T[2] < 1.2 and np.isnan(np.delete(jump_T, 2)).all()
