@@ -163,9 +163,80 @@ def test_pairs_and_counts_equal_brute_force():
         assert got == set(zip(iu[within].tolist(), ju[within].tolist()))
         np.testing.assert_allclose(rij, dist[i, j], rtol=1e-14)
     assert pl.n_pairs == pl.count(5.0) and pl.n_particles == 300
-    assert pl.nbytes >= 16 * pl.n_pairs
+    assert pl.nbytes >= 12 * pl.n_pairs  # int32 partner + float64 distance per pair
     with pytest.raises(ValueError, match="exceeds this PairList's r_max"):
         pl.count(5.5)
+
+
+def lattice_with_exact_distances():
+    """A square lattice of unit spacing (slightly thinned) and 40 random points: distances
+    1, 2, 3, sqrt(5), ... occur exactly, between many others, and integer ones lie on the
+    PairList's band edges (multiples of a power of two)."""
+    rng = np.random.default_rng(31)
+    box = np.array([14.0, 12.0])
+    grid = np.stack(np.meshgrid(np.arange(14.0), np.arange(12.0), indexing="ij"), -1)
+    x = np.concatenate([grid.reshape(-1, 2)[rng.random(14 * 12) < 0.85],
+                        rng.uniform(0, 1, (40, 2)) * box])
+    return box, x, rng.normal(size=(len(x), 2))
+
+
+def test_cutoffs_on_and_near_band_edges_are_exact():
+    """Pairs at exactly r = 2 xi count (r <= 2 xi), whether the cutoff lies on a band edge
+    (r_max = 6: bands of width 1/4), inside a band, or one ulp either side of an edge."""
+    box, x, values = lattice_with_exact_distances()
+    pl = PairList(box, x, r_max=6.0)
+    dist = min_image_distances(box, x)
+    iu, ju = np.triu_indices(len(x), 1)
+    first_above_2 = dist[dist > 2.0].min()  # a band's smallest distance as the cutoff
+    for r in [1.0, 2.0, np.sqrt(5.0), 3.0, np.nextafter(2.0, 0), np.nextafter(2.0, 3),
+              1.1, 2.6, 6.0, first_above_2]:
+        within = dist[iu, ju] <= r
+        assert pl.count(r) == int(within.sum()) > 0
+        i, j, _ = pl.pairs(r)
+        assert set(zip(i.tolist(), j.tolist())) == set(zip(iu[within].tolist(),
+                                                            ju[within].tolist()))
+    assert pl.count(2.0) > pl.count(np.nextafter(2.0, 0))  # the pairs at exactly 2
+    root5 = np.sqrt(5.0)  # inside the band (2, 2.25]: that band is masked
+    xis = [0.5, 1.0, 1.5, np.nextafter(1.0, 0), np.nextafter(1.0, 2), 0.55, 1.3, 3.0,
+           root5 / 2, np.nextafter(root5, 0) / 2]
+    scan = pl.coarse_grain_scan(values, xis)
+    for a, xi in enumerate(xis):
+        np.testing.assert_allclose(scan[a], brute_coarse(box, x, values, xi),
+                                   rtol=1e-12, atol=1e-12)
+    assert not np.allclose(scan[1], scan[3])  # r = 2 exactly: in at xi = 1, out just below
+    assert not np.allclose(scan[8], scan[9])  # r = sqrt(5) exactly, inside a band
+
+
+def test_blocks_and_public_product_fallback_give_the_same_results(monkeypatch):
+    """Many small row blocks per band, and scipy's public products instead of its
+    in-place kernels, change nothing beyond rounding."""
+    import glasscam_mpi.analysis.neighbours as nb
+
+    rng = np.random.default_rng(32)
+    box = np.array([16.0, 13.0])
+    x = rng.uniform(0, 1, (250, 2)) * box
+    values = rng.normal(size=(250, 6))
+    types = rng.integers(0, 2, 250)
+
+    def everything():
+        pl = PairList(box, x, r_max=6.0)
+        return ([pl.coarse_grain_scan(values, [0.0, 0.7, 1.6, 3.0]),
+                 pl.coarse_grain_scan(values[:, 0], [2.2])],
+                [pl.correlation(values, 6.0, 30)[1], pl.correlation(values[:, :2], 6.0, 30)[1]],
+                [pl.rdf(types, bins=30).partial, np.sort(pl.pairs(4.3)[2])])
+
+    reference = everything()
+    monkeypatch.setattr(nb, "_BLOCK", 97)
+    small_blocks = everything()
+    monkeypatch.setattr(nb, "_csr_matvecs", None)
+    monkeypatch.setattr(nb, "_csc_matvecs", None)
+    public = everything()
+    for other in (small_blocks, public):
+        for group_ref, group in zip(reference, other):
+            for a, b in zip(group_ref, group):
+                np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    for a, b in zip(reference[2], public[2]):
+        np.testing.assert_array_equal(b, a)  # counts and distances: exact
 
 
 def test_rejects_bad_construction():

@@ -6,33 +6,60 @@ r_ij <= r_max once, with the periodic ``scipy.spatial.cKDTree`` (``boxsize``), a
 and functions. Results equal :func:`~glasscam_mpi.analysis.coarse.coarse_grain` and
 :func:`~glasscam_mpi.analysis.correlation.spatial_correlation` to ~1e-13 (tested).
 
-Storage, per pair: two int32 indices and a float64 distance, 16 bytes (int64 indices only
-if N >= 2^31). float64 because float32 distances (error ~6e-8 r) shift the kernel
-exp(-(r/xi)^2) by up to ~5e-7 relative and move pairs across a cutoff, which would break
-the 1e-12 agreement with the definitions; int32 halves the indices at no cost.
+Numbering. Inside the list particles are renumbered in the k-d tree's (spatially
+coherent) order, so particles close in space are close in memory; inputs and outputs use
+the caller's numbering.
 
-Order. The pairs are sorted by distance *shell*: 4096 shells of equal volume (equal
-width in (r / r_max)^d, so equal pair counts for a uniform density), by a stable radix
-sort of 16-bit shell keys, ~5x cheaper than an exact float64 argsort (the largest part
-of the construction otherwise). The pairs within any r <= r_max are therefore a prefix
-of the list up to the two shells around r, in which a mask picks the pairs with
-r_ij <= r; :meth:`PairList.count` and :meth:`PairList.pairs` give exactly those.
-Inside the pair list particles are renumbered in the k-d tree's (spatially coherent)
-order, so a pair's two rows of a field are close in memory; inputs and outputs use the
-caller's numbering.
+Order: distance *bands*, then particle i, then partner j (CSR rows). The pairs are split
+into bands of width h, the power of two with r_max / h in [16, 32): band b holds the
+pairs with b h < r_ij <= (b + 1) h (r / h is exact). Within a band, each pair is stored
+once, in the row of its lower (internal) index i, and rows follow i: a band is a CSR
+matrix W_b (N x N, upper triangle). Everything runs band by band and, inside a band,
+over blocks of consecutive rows, so each pass streams the rows i of an (N, k) array and
+touches only the rows j of i's neighbours, which are nearby in memory: the cost per pair
+hardly grows with N (at most 1.3x from N = 2000 to 1e5, below). The previous order,
+4096 thin distance shells swept one after the other, revisited all N rows in every
+shell, from main memory once N rows no longer fit the caches: 5x dearer per pair at
+N = 1e5 than at 2000 for 40 fields. The order is built by
+scipy's COO -> CSR conversion with rows (band, i), a counting sort in C (O(M)), which
+also sorts j within each row.
 
-Cost (2D, density 1.2, r_max = 16, one core, CPU time; benchmarks/neighbours.py):
+Exactness. Each band's smallest and largest distance are stored. For a cutoff r (2 xi,
+or r in :meth:`PairList.count` and :meth:`PairList.pairs`), bands entirely within r are
+taken whole, bands entirely beyond are skipped, and only a band that r cuts is masked
+pair by pair (r_ij <= r). A cutoff on a multiple of h cuts no band (r_max = 16: h = 1,
+so every xi that is a multiple of 1/2, the analyze stage's defaults included).
 
-    N      pairs   stored   build peak   build   scan 3 fields x 7 xi   40 fields x 5 xi
-    2000   9.6e5   15 MB    +83 MB RSS   65 ms   42 ms                  42 ms
-    1e5    4.8e7   737 MB   +2.3 GB RSS  10.6 s  2.2 s                  13 s
+Storage, per pair: an int32 partner index j and a float64 distance, 12 bytes (int64
+indices only if N >= 2^31), plus 8 bytes per (band, particle) of row offsets (about 0.3
+bytes per pair for a dense liquid at r_max = 16). float64 because float32 distances
+(error ~6e-8 r) shift the kernel exp(-(r/xi)^2) by up to ~5e-7 relative and move pairs
+across a cutoff, which would break the 1e-12 agreement with the definitions.
 
-(the same 3 x 7 scan with :func:`~glasscam_mpi.analysis.coarse.coarse_grain`, one pair
-search per xi: 115 ms at N = 2000). The build peak holds scipy's own copy of the pair
-list (16 bytes per pair) beside ours. Coarse-graining products run as scipy COO
-sparse-dense products over blocks of pairs, with a column of ones appended for the
-kernel sums: 7-10x faster than per-field ``np.bincount`` for 1 to 40 fields and far
-faster than building CSR matrices per length.
+Arithmetic. Coarse-graining computes, per block of rows, r^2 once and the weights of
+every xi whose cutoff reaches the band from it, then adds (W + W^T) G for the fields G
+(with a column of ones for the kernel sums) with scipy's own in-place CSR and CSC
+kernels (``scipy.sparse._sparsetools.csr_matvecs`` / ``csc_matvecs``, the loops behind
+``csr_array @ dense``; with a scipy that lacks them, the public products, over whole
+bands). C(r) of more than four fields uses the CSR kernel per distance bin of a block
+(sum_i dX_i . (W_bin dX)_i), of up to four a weighted ``np.bincount`` per field.
+
+Cost (2D, density 1.2, r_max = 16, xi = 0, 1, 2, 3, 4, 5, 6, 8, C(r) to 16 in 64 bins; one
+core, CPU time in us per particle; benchmarks/neighbours.py, the previous order in
+brackets, same run):
+
+    N      pairs   kept     build peak        build     scan 3      scan 40    C(r) 3    C(r) 40
+    2000   9.6e5   11 MB    27 MB, +41 MB     15 (46)   7.3 (20)    26 (54)    8.9 (15)  21 (35)
+    2e4    9.7e6   113 MB   260 MB, +410 MB   32 (88)   7.4 (13)    29 (93)    8.7 (16)  21 (65)
+    1e5    4.8e7   565 MB   1.3 GB, +2.0 GB   46 (93)   7.5 (17)    32 (278)   8.8 (19)  23 (122)
+
+(the build peak: numpy's peak, then the process's RSS increase, which holds scipy's own
+pair buffer from ``query_pairs``; previously 1.6 GB and +2.4 GB at N = 1e5, 16 bytes
+kept per pair. The 3-field scan with :func:`~glasscam_mpi.analysis.coarse.coarse_grain`,
+one pair search per xi: 53 us per particle at N = 2000. Per pair and field, the 40-field
+scan costs 0.55 ns at N = 2000 and 0.69 ns at 1e5, counting the pairs within each 2 xi.)
+The build's cost per particle still grows with N (tree search, first touches of fresh
+memory, the counting sort's scatter), as it did before.
 """
 
 from __future__ import annotations
@@ -46,9 +73,54 @@ from scipy.spatial import cKDTree
 from glasscam_mpi.analysis._checks import (as_box, as_field, as_positions, as_positive,
                                            as_species_indices, wrap)
 
-_SHELLS = 4096      # distance shells of the pair order (radix-sorted 16-bit keys)
-_BLOCK = 1 << 20    # pairs per block of arithmetic (at least; more for many fields)
-_CHUNK = 1 << 22    # pairs per chunk while building
+_BANDS = 16         # distance bands of the pair order: between _BANDS and 2 _BANDS
+_BLOCK = 1 << 16    # pairs per block of arithmetic (a block's temporaries stay in cache)
+_CHUNK = 1 << 16    # pairs per chunk while building (its temporaries stay in cache)
+
+
+def _private_kernels():
+    """scipy's in-place kernels behind CSR and CSC @ dense (Y += A X, one C loop each), or
+    (None, None) where this scipy lacks them or they do not compute that (then the public
+    products are used)."""
+    try:
+        from scipy.sparse._sparsetools import csc_matvecs, csr_matvecs
+
+        ptr, j, w = np.array([0, 1, 2], np.int32), np.array([1, 0], np.int32), np.array([2., 3.])
+        G, W = np.arange(6.0).reshape(2, 3), np.array([[0.0, 2.0], [3.0, 0.0]])
+        Y, Z = np.ones((2, 3)), np.ones((2, 3))
+        csr_matvecs(2, 2, 3, ptr, j, w, G.reshape(-1), Y.reshape(-1))
+        csc_matvecs(2, 2, 3, ptr, j, w, G.reshape(-1), Z.reshape(-1))
+        if np.array_equal(Y, 1 + W @ G) and np.array_equal(Z, 1 + W.T @ G):
+            return csr_matvecs, csc_matvecs
+    except Exception:  # pragma: no cover - any change of scipy's internals
+        pass
+    return None, None  # pragma: no cover
+
+
+_csr_matvecs, _csc_matvecs = _private_kernels()
+
+
+def _add_product(Y: np.ndarray, w: np.ndarray, j: np.ndarray, ptr: np.ndarray,
+                 G: np.ndarray) -> None:
+    """Y += W G for the CSR rows W = (w, j, ptr) over all N columns; Y and G C-contiguous."""
+    rows, (n, k) = len(ptr) - 1, G.shape
+    if _csr_matvecs is not None:
+        _csr_matvecs(rows, n, k, ptr, j, w, G.reshape(-1), Y.reshape(-1))
+    else:
+        Y += scipy.sparse.csr_array((w, j, ptr), shape=(rows, n)) @ G
+
+
+def _add_symmetric(acc: np.ndarray, G: np.ndarray, i0: int, ptr: np.ndarray,
+                   j: np.ndarray, w: np.ndarray) -> None:
+    """acc[i0:i1] += W G and acc += W^T G[i0:i1] for the CSR block W = (w, j, ptr) of rows
+    i0..i1 (all N columns); acc and G are C-contiguous (N, K) float64."""
+    rows = len(ptr) - 1
+    n, k = G.shape
+    _add_product(acc[i0:i0 + rows], w, j, ptr, G)
+    if _csc_matvecs is not None:  # W^T as CSC: the same arrays
+        _csc_matvecs(n, rows, k, ptr, j, w, G[i0:i0 + rows].reshape(-1), acc.reshape(-1))
+    else:  # an (N, K) result per call: callers use big blocks then
+        acc += scipy.sparse.csr_array((w, j, ptr), shape=(rows, n)).T @ G[i0:i0 + rows]
 
 
 class RDF(NamedTuple):
@@ -90,35 +162,44 @@ class PairList:
         x = wrap(as_positions(positions, self._box), self._box)
         self._n, self._d = x.shape
         self._r_max = as_positive(r_max, "r_max")
+        n = self._n
         tree = cKDTree(x, boxsize=self._box)
         self._perm = np.asarray(tree.indices, dtype=np.int64)  # internal q -> particle
-        inv = np.empty(self._n, dtype=np.int64)
-        inv[self._perm] = np.arange(self._n)
+        inv = np.empty(n, dtype=np.int64)
+        inv[self._perm] = np.arange(n)
         found = tree.query_pairs(self._r_max, output_type="ndarray")  # (M, 2), i < j
         del tree
         m = len(found)
-        itype = np.int32 if self._n < 2**31 else np.int64
+        # bands of width h, a power of two: band b holds b h < r_ij <= (b + 1) h exactly
+        self._h = float(2.0 ** np.floor(np.log2(self._r_max / _BANDS)))
+        self._nb = nb = max(1, int(np.ceil(self._r_max / self._h)))
+        ktype = np.int32 if max(nb * n, m) < 2**31 else np.int64
         cols = [np.ascontiguousarray(x[:, axis]) for axis in range(self._d)]
-        lo, hi = np.empty(m, itype), np.empty(m, itype)
-        dist, key = np.empty(m), np.empty(m, np.uint16)
+        row, col, dist = np.empty(m, ktype), np.empty(m, ktype), np.empty(m)
         for s in range(0, m, _CHUNK):  # chunks: no pair-sized float temporaries
             i, j = found[s:s + _CHUNK, 0], found[s:s + _CHUNK, 1]
             part = slice(s, s + len(i))
             dist[part] = np.sqrt(self._min_image_r2(cols, i, j))
-            key[part] = self._shell(dist[part])
             a, b = inv[i], inv[j]
-            lo[part], hi[part] = np.minimum(a, b), np.maximum(a, b)
+            row[part] = self._band(dist[part]) * n + np.minimum(a, b)
+            col[part] = np.maximum(a, b)
         del found
-        order = np.argsort(key, kind="stable")  # radix sort of 16-bit keys: O(M)
-        self._offsets = np.concatenate([[0], np.cumsum(np.bincount(key, minlength=_SHELLS))])
-        del key
-        self._i = lo[order]
-        del lo
-        self._j = hi[order]
-        del hi
-        self._r = dist[order]
-        del dist, order
-        for arr in (self._i, self._j, self._r, self._perm, self._offsets):
+        # (band, i) rows, j columns: scipy's COO -> CSR conversion is a counting sort in C
+        # (O(M)), then the columns are sorted within each (short) row
+        csr = scipy.sparse.coo_array((dist, (row, col)), shape=(nb * n, n)).tocsr()
+        del row, col, dist
+        csr.sort_indices()  # (tocsr leaves them sorted; this only checks)
+        self._ptr = csr.indptr.astype(np.int64)  # band b, row i: [ptr[b n + i], ptr[b n + i + 1])
+        self._j = csr.indices.astype(np.int32 if n < 2**31 else np.int64, copy=False)
+        self._r = csr.data
+        del csr
+        # each band's distance range: a cutoff inside a band masks that band only
+        self._band_lo, self._band_hi = np.full(nb, np.inf), np.full(nb, -np.inf)
+        for band in range(nb):
+            s, e = self._ptr[band * n], self._ptr[(band + 1) * n]
+            if e > s:
+                self._band_lo[band], self._band_hi[band] = self._r[s:e].min(), self._r[s:e].max()
+        for arr in (self._j, self._r, self._perm, self._ptr, self._band_lo, self._band_hi):
             arr.flags.writeable = False
 
     def _min_image_r2(self, cols: list, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -130,21 +211,33 @@ class PairList:
             r2 += dx * dx
         return r2
 
-    def _shell(self, r: np.ndarray) -> np.ndarray:
-        s = np.floor(_SHELLS * (r / self._r_max) ** self._d)
-        return np.clip(s, 0, _SHELLS - 1).astype(np.uint16)
+    def _band(self, r: np.ndarray) -> np.ndarray:
+        """Band of each distance: b with b h < r <= (b + 1) h (r / h is exact, h being a
+        power of two; exactness of the results rests on each band's stored range anyway)."""
+        b = np.ceil(r * (1.0 / self._h)) - 1.0
+        return np.clip(b, 0, self._nb - 1).astype(np.int64)
 
-    def _span(self, r: float) -> tuple[int, int]:
-        """(start, end): pairs before start have r_ij < r, pairs from end on r_ij > r.
+    def _bands(self, r: float):
+        """(band, start, end, masked) of each band holding pairs with r_ij <= r: its pairs
+        are [start, end); masked when some of them have r_ij > r."""
+        for band in range(self._nb):
+            if self._band_lo[band] <= r:
+                yield (band, int(self._ptr[band * self._n]), int(self._ptr[(band + 1) * self._n]),
+                       bool(self._band_hi[band] > r))
 
-        A shell's bounds are computed in floating point, so the shells on both sides of
-        r's shell are masked too: a whole shell of margin on either side.
-        """
-        if r >= self._r_max:
-            return len(self._r), len(self._r)
-        shell = int(self._shell(np.array([r]))[0])
-        return (int(self._offsets[max(shell - 1, 0)]),
-                int(self._offsets[min(shell + 2, _SHELLS)]))
+    def _row_blocks(self, band: int, size: int):
+        """(i0, i1, ptr) of consecutive rows of ``band`` holding about ``size`` pairs each
+        (whole rows), ptr the rows' offsets from the block's first pair."""
+        base = self._ptr[band * self._n:(band + 1) * self._n + 1]
+        total = int(base[-1] - base[0])
+        if total <= size:
+            edges = np.array([0, self._n])
+        else:
+            cut = np.searchsorted(base, base[0] + np.arange(size, total, size), side="right") - 1
+            edges = np.unique(np.concatenate([[0], cut, [self._n]]))
+        for i0, i1 in zip(edges[:-1].tolist(), edges[1:].tolist()):
+            if base[i1] > base[i0]:
+                yield i0, i1, base[i0:i1 + 1] - base[i0]
 
     def _check_cutoff(self, r: float, what: str) -> None:
         if r > self._r_max:
@@ -174,36 +267,51 @@ class PairList:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the pair list (indices, distances, permutation, shell offsets)."""
-        return sum(a.nbytes for a in (self._i, self._j, self._r, self._perm, self._offsets))
+        """Bytes held by the pair list (partners, distances, row offsets, permutation)."""
+        return sum(a.nbytes for a in (self._j, self._r, self._ptr, self._perm,
+                                      self._band_lo, self._band_hi))
 
     def count(self, r: float) -> int:
         """Number of unordered pairs with r_ij <= r (r <= r_max)."""
         r = as_positive(r, "r")
         self._check_cutoff(r, "r")
-        start, end = self._span(r)
-        return start + int(np.count_nonzero(self._r[start:end] <= r))
+        total = 0
+        for _, start, end, masked in self._bands(r):
+            total += int(np.count_nonzero(self._r[start:end] <= r)) if masked else end - start
+        return total
 
     def pairs(self, r: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pairs with r_ij <= r (default r_max), each once.
 
         Returns:
             (i, j, r_ij): (M,) int64 particle indices with i < j (caller's numbering) and
-            (M,) float64 minimum-image distances, in shell order (not exactly sorted).
+            (M,) float64 minimum-image distances, in the list's order (by distance band,
+            then by particle; not sorted by distance).
         """
         r = self._r_max if r is None else as_positive(r, "r")
         self._check_cutoff(r, "r")
-        keep = np.flatnonzero(self._r[:self._span(r)[1]] <= r)
-        a, b = self._perm[self._i[keep]], self._perm[self._j[keep]]
-        return np.minimum(a, b), np.maximum(a, b), self._r[keep].copy()
+        out_i, out_j, out_r = [], [], []
+        for i, j, rij in self._blocks(r):
+            keep = rij <= r
+            a, b = self._perm[i[keep]], self._perm[j[keep]]
+            out_i.append(np.minimum(a, b))
+            out_j.append(np.maximum(a, b))
+            out_r.append(rij[keep])
+        if not out_r:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_r)
 
-    def _blocks(self, r: float, width: int = 1):
-        """(i, j, r_ij) views over blocks that contain every pair with r_ij <= r."""
-        end = self._span(r)[1]
-        step = max(_BLOCK, 2 * self._n * width)
-        for s in range(0, end, step):
-            e = min(s + step, end)
-            yield self._i[s:e], self._j[s:e], self._r[s:e]
+    def _blocks(self, r: float, size: int | None = None):
+        """(i, j, r_ij) arrays over blocks of about ``size`` pairs that contain every pair
+        with r_ij <= r (and some beyond, in a band that r cuts), i < j in the internal
+        (k-d tree) numbering, by band and then by i (default size 4 _BLOCK)."""
+        size = 4 * _BLOCK if size is None else size
+        for band, _, _, _ in self._bands(r):
+            for i0, i1, ptr in self._row_blocks(band, size):
+                s = int(self._ptr[band * self._n + i0])
+                e = s + int(ptr[-1])
+                i = np.repeat(np.arange(i0, i1, dtype=self._j.dtype), np.diff(ptr))
+                yield i, self._j[s:e], self._r[s:e]
 
     # -- coarse-graining ---------------------------------------------------------------
     def coarse_grain(self, values, xi: float) -> np.ndarray:
@@ -249,38 +357,58 @@ class PairList:
             raise ValueError(f"2 xi = {2.0 * xis.max():g} (xi = {xis.max():g}) exceeds this "
                              f"PairList's r_max = {self._r_max:g}; the kernel's cutoff must "
                              f"lie within it (build with r_max >= {2.0 * xis.max():g})")
-        F = X.reshape(self._n, -1)
+        n = self._n
+        F = X.reshape(n, -1)
         ref = F[0].copy()
         k = F.shape[1]
-        G = np.ones((self._n, k + 1))  # deviations from particle 0 (exact for constants),
+        G = np.ones((n, k + 1))  # deviations from particle 0 (exact for constants),
         G[:, :k] = F[self._perm] - ref  # internal order, and a column of ones for sum P
-        live = np.flatnonzero(xis > 0)
-        acc = np.zeros((len(live), self._n, k + 1))
-        acc += G  # the j = i term, P(0) = 1
-        if live.size:
-            self._accumulate(acc, G, xis[live])
-        out = np.empty((len(xis), self._n, k))
-        out[:] = F
-        smooth = ref + acc[..., :k] / acc[..., k:]
-        out[live[:, None], self._perm[None, :]] = smooth
+        widths, which = np.unique(xis[xis > 0], return_inverse=True)
+        acc = np.empty((len(widths), n, k + 1))
+        acc[:] = G  # the j = i term, P(0) = 1
+        if widths.size:
+            self._accumulate(acc, G, widths)
+        inv = np.empty(n, dtype=np.int64)
+        inv[self._perm] = np.arange(n)
+        for A in acc:  # X_i = ref + sum_j P (X_j - ref) / sum_j P, in place
+            np.divide(A[:, :k], A[:, k:], out=A[:, :k])
+            A[:, :k] += ref
+        out = np.empty((len(xis), n, k))
+        live = iter(which.tolist())
+        for a, xi in enumerate(xis.tolist()):
+            if xi > 0:
+                np.take(acc[next(live)][:, :k], inv, axis=0, out=out[a])
+            else:
+                out[a] = F
         return out.reshape((len(xis),) + X.shape)
 
     def _accumulate(self, acc: np.ndarray, G: np.ndarray, xis: np.ndarray) -> None:
-        """acc[a] += (W_a + W_a^T) G for the kernel matrices W_a of each xis[a]."""
-        shape = (self._n, self._n)
+        """acc[a] += (W_a + W_a^T) G for the kernel matrices W_a of each xis[a].
+
+        Band by band, rows in blocks of about _BLOCK pairs; each block's weights for every
+        xi come from one r^2 array, and each xi's two products are scipy's CSR and CSC
+        kernels, in place, streaming acc's rows i and touching only the rows j near them.
+        """
+        assert acc.flags.c_contiguous and G.flags.c_contiguous
+        n, width = G.shape
         cuts = 2.0 * xis
-        for i, j, r in self._blocks(float(cuts.max()), G.shape[1]):
-            r2 = r * r
-            lo, hi = r.min(), r.max()
-            for a, (xi, cut) in enumerate(zip(xis, cuts)):
-                if lo > cut:
-                    continue
-                w = np.exp(r2 * (-1.0 / (xi * xi)))
-                if hi > cut:
-                    w[r > cut] = 0.0
-                W = scipy.sparse.coo_array((w, (i, j)), shape=shape)
-                acc[a] += W @ G
-                acc[a] += W.T @ G
+        scales = -1.0 / (xis * xis)
+        # without the in-place kernels each W^T product makes an (N, K) result: big blocks
+        size = _BLOCK if _csc_matvecs is not None else max(_BLOCK, 2 * n * width)
+        for band, _, _, _ in self._bands(float(cuts.max())):
+            use = np.flatnonzero(cuts >= self._band_lo[band]).tolist()
+            mask = (cuts < self._band_hi[band]).tolist()
+            for i0, i1, ptr in self._row_blocks(band, size):
+                s = int(self._ptr[band * n + i0])
+                e = s + int(ptr[-1])
+                ptr = ptr.astype(self._j.dtype)
+                j, r = self._j[s:e], self._r[s:e]
+                r2 = r * r
+                for a in use:
+                    w = np.exp(r2 * scales[a])
+                    if mask[a]:
+                        w[r > cuts[a]] = 0.0
+                    _add_symmetric(acc[a], G, i0, ptr, j, w)
 
     # -- correlation function and g(r) ---------------------------------------------------
     def _binned(self, r_max, bins) -> tuple[float, int]:
@@ -317,25 +445,34 @@ class PairList:
             ValueError: On malformed values, r_max beyond this list or half the box, bins < 1.
         """
         r_max, bins = self._binned(r_max, bins)
-        X = as_field(values, self._n)
-        dX = X.reshape(self._n, -1) - X.reshape(self._n, -1).mean(axis=0)
+        n = self._n
+        X = as_field(values, n)
+        dX = X.reshape(n, -1) - X.reshape(n, -1).mean(axis=0)
         var = np.mean(dX * dX, axis=0)
         D = np.ascontiguousarray(dX[self._perm])
         k = D.shape[1]
         counts = np.zeros(bins + 1)
         sums = np.zeros((bins + 1, k))
-        for i, j, r in self._blocks(r_max):
-            b = self._bin_index(r, r_max, bins)
-            counts += np.bincount(b, minlength=bins + 1)
-            for s in range(0, len(b), max(1, _BLOCK // k)):
-                bb, ii, jj = b[s:s + _BLOCK // k], i[s:s + _BLOCK // k], j[s:s + _BLOCK // k]
-                if k == 1:
-                    sums[:, 0] += np.bincount(bb, weights=D[ii, 0] * D[jj, 0],
-                                              minlength=bins + 1)
+        for band, _, _, _ in self._bands(r_max):
+            for i0, i1, ptr in self._row_blocks(band, _BLOCK):
+                s = int(self._ptr[band * n + i0])
+                j, r = self._j[s:s + int(ptr[-1])], self._r[s:s + int(ptr[-1])]
+                b = self._bin_index(r, r_max, bins)
+                counts += np.bincount(b, minlength=bins + 1)
+                if k <= 4:  # few fields: sum_pairs dX_i dX_j per bin, a bincount per field
+                    i = np.repeat(np.arange(i0, i1), np.diff(ptr))
+                    for c in range(k):
+                        sums[:, c] += np.bincount(b, weights=D[i, c] * D[j, c],
+                                                  minlength=bins + 1)
                     continue
-                H = scipy.sparse.coo_array((np.ones(len(bb)), (bb, np.arange(len(bb)))),
-                                           shape=(bins + 1, len(bb)))
-                sums += H @ (D[ii] * D[jj])
+                # many fields: per bin beta of this band, sum_i dX_i . (W_beta dX)_i with
+                # W_beta the block's pairs in that bin (one CSR kernel call per bin)
+                ptr = ptr.astype(self._j.dtype)
+                Y = np.empty((i1 - i0, k))
+                for beta in range(int(b.min()), min(int(b.max()), bins - 1) + 1):
+                    Y.fill(0.0)
+                    _add_product(Y, (b == beta).astype(float), j, ptr, D)
+                    sums[beta] += np.einsum("ik,ik->k", D[i0:i1], Y)
         C = np.ones((bins + 1, k))
         with np.errstate(invalid="ignore", divide="ignore"):
             C[1:] = sums[:bins] / counts[:bins, None] / var
