@@ -69,7 +69,7 @@ def test_demo_reaches_every_delta_target_and_reports(demo):
         assert np.isfinite(fh["t_at_delta"][:]).all(), fh["t_at_delta"][:]
         assert (fh["reportable"][:] == 1).all()
     html = (rd / "report" / "report.html").read_text()
-    assert "NOT THE PAPER'S SCALE" in html and html.count("<img") >= 10
+    assert "NOT THE PAPER&#39;S SCALE" in html and html.count("<img") >= 10
     info = json.loads(glasscam(["info", str(rd)]).stdout)
     assert info["complete"] == ["prepare", "train", "gradcam", "indicators", "propensity",
                                 "analyze", "report"]
