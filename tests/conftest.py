@@ -170,6 +170,14 @@ def assert_same_data(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a[name], b[name], err_msg=f"dataset {name!r} differs")
 
 
+def copy_prepared(src: Path, dst: Path) -> Path:
+    """A private run directory holding only a prepared one's prepare.h5 and config.toml."""
+    dst.mkdir(parents=True)
+    for name in ("prepare.h5", "config.toml"):
+        shutil.copy(src / name, dst / name)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory) -> Path:
     """A tiny prepared run directory made once under ``mpiexec -n 2`` (read-only in tests)."""

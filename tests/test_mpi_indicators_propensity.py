@@ -4,13 +4,13 @@ against an independent recomputation, and ``glasscam info``."""
 
 import json
 import os
-import shutil
 import signal
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import copy_prepared as _copy_prepared
 from conftest import (TINY_TOML, assert_same_data, glasscam, read_stage, start_glasscam,
                       wait_for_shards)
 from glasscam_mpi.analysis import tong_tanaka, voronoi_volumes
@@ -30,14 +30,6 @@ n_times = 8
 delta_targets = [0.05, 0.08]
 stop_factor = 0.0
 """
-
-
-def _copy_prepared(src, dst):
-    """A private copy of the tiny prepared run dir (prepare.h5 + config), for stage tests."""
-    dst.mkdir(parents=True)
-    for name in ("prepare.h5", "config.toml"):
-        shutil.copy(src / name, dst / name)
-    return dst
 
 
 def _propensity_config(path, n_replicas=3):

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import copy_prepared as _copy_prepared
 from conftest import (ROOT, TINY_TOML, assert_same_data, glasscam, mpiexec, read_stage,
                       wait_for_shards)
 
@@ -39,13 +40,6 @@ PACE = 30.0  # s by which every task but task 0 of a killed job is held back (it
 def _config(path, epochs=3):
     path.write_text(TINY_TOML + TRAIN_TOML.format(epochs=epochs))
     return ["--config", str(path)]
-
-
-def _copy_prepared(src, dst):
-    dst.mkdir(parents=True)
-    for name in ("prepare.h5", "config.toml"):
-        shutil.copy(src / name, dst / name)
-    return dst
 
 
 def _copy_tree(src, dst):

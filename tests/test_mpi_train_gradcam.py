@@ -4,13 +4,13 @@ step, resume reproduces the uninterrupted loss curve, Grad-CAM output equals a d
 computation, and wrong models or splits are refused."""
 
 import json
-import shutil
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
+from conftest import copy_prepared as _copy_prepared
 from conftest import TINY_TOML, glasscam
 
 pytestmark = pytest.mark.mpi
@@ -30,13 +30,6 @@ check_sync = true
 def _config(path, backend="horovod", epochs=3, extra=""):
     path.write_text(TINY_TOML + TRAIN_TOML.format(backend=backend, epochs=epochs) + extra)
     return ["--config", str(path)]
-
-
-def _copy_prepared(src, dst):
-    dst.mkdir(parents=True)
-    for name in ("prepare.h5", "config.toml"):
-        shutil.copy(src / name, dst / name)
-    return dst
 
 
 @pytest.fixture(scope="module")

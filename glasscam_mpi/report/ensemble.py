@@ -1,10 +1,9 @@
 """The per-replica maps of Fig. 4 (the ensemble study), the one thing the report computes.
 
 analysis.h5 keeps Table 4's coefficients, not the sub-ensemble fields, so the maps are
-rebuilt here from propensity.h5's ``cage_displacement`` exactly as analyze's
-``_ensemble_study`` does: disjoint sub-ensembles (``glasscam_mpi.analysis.stats.subensembles``)
-and the full ensemble, all taken at the full ensemble's crossing of the delta target (the
-same two records and weight), coarse-grained with ``PairList.coarse_grain`` at that
+rebuilt here from propensity.h5's ``cage_displacement`` with analyze's own
+``subensemble_fields`` (disjoint sub-ensembles and the full ensemble at the full ensemble's
+crossing of the delta target), coarse-grained with ``PairList.coarse_grain`` at that
 target's xi_Delta, each normalised to [0, 1].
 """
 
@@ -60,7 +59,7 @@ def compute(d: RunData, k: int, j: int) -> EnsembleMaps:
     import h5py
 
     from glasscam_mpi.analysis.neighbours import PairList
-    from glasscam_mpi.analysis.stats import subensembles
+    from glasscam_mpi.stages.analyze import subensemble_fields
 
     size, count = d.study
     n_s = d.scale.n_replicas
@@ -68,19 +67,9 @@ def compute(d: RunData, k: int, j: int) -> EnsembleMaps:
     with h5py.File(d.run_dir / "propensity.h5", "r") as prop:
         disp = prop["cage_displacement"][lo:lo + n_s].astype(np.float64)   # (n_s, d_t, N)
         target = float(prop["delta_targets"][j])
-    full = disp.mean(axis=0)
-    delta = full.mean(axis=1)
-    above = np.flatnonzero(np.isfinite(delta) & (delta >= target))
-    if len(above) == 0 or above[0] == 0:
+    fields = subensemble_fields(disp, target, size, count)
+    if fields is None:
         raise ValueError(f"delta = {target:g} is not crossed by ensemble (0, {k})")
-    b = int(above[0])
-    w = (target - delta[b - 1]) / (delta[b] - delta[b - 1])
-
-    def at(field):  # (d_t, N) -> (N,) at the full ensemble's crossing
-        return (1 - w) * field[b - 1] + w * field[b]
-
-    sets = subensembles(n_s, size, count)
-    fields = np.stack([at(disp[s].mean(axis=0)) for s in sets] + [at(full)], axis=1)
     xi = float(d.S["xi_delta_used"][j])
     pl = PairList(d.box, d.positions, 2 * xi)
     coarse = pl.coarse_grain(fields, xi)

@@ -351,14 +351,41 @@ def analyse_ensemble(plan: Plan, pl: PairList, F: np.ndarray, D: np.ndarray,
             "dynamics/maps_delta": maps_d}
 
 
-def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarray:
-    """Table 4 columns at every target and xi for ensemble (c, k) (NaN without a study).
+def subensemble_fields(disp: np.ndarray, target: float, size: int,
+                       count: int) -> np.ndarray | None:
+    """The propensity of ``count`` disjoint ``size``-replica sub-ensembles and of the full
+    ensemble, all at the full ensemble's crossing of ``target`` (the same two records and
+    weight, as :func:`~glasscam_mpi.stages.propensity.at_targets` interpolates), so every
+    field describes one time.
 
-    Every (sub-)ensemble's propensity is taken at the full ensemble's crossing of each
-    delta target (the same two records and weight), so all fields describe one time.
+    Args:
+        disp: (n_s, n_times, N) cage-relative displacements of every replica.
+        target: The delta target.
+        size, count: Sub-ensembles (see :func:`~glasscam_mpi.analysis.stats.subensembles`).
+
+    Returns:
+        (N, count + 1) float64: sub-ensembles A, B, ..., then the full ensemble; None where
+        the full ensemble's delta does not cross the target between two records.
     """
     from glasscam_mpi.analysis.stats import subensembles
 
+    full = disp.mean(axis=0)
+    delta = full.mean(axis=1)
+    above = np.flatnonzero(np.isfinite(delta) & (delta >= target))
+    if len(above) == 0 or above[0] == 0:
+        return None
+    b = int(above[0])
+    w = (target - delta[b - 1]) / (delta[b] - delta[b - 1])
+
+    def at(field):  # (n_times, N) -> (N,) at the full ensemble's crossing
+        return (1 - w) * field[b - 1] + w * field[b]
+
+    sets = subensembles(disp.shape[0], size, count)
+    return np.stack([at(disp[s].mean(axis=0)) for s in sets] + [at(full)], axis=1)
+
+
+def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarray:
+    """Table 4 columns at every target and xi for ensemble (c, k) (NaN without a study)."""
     m = len(plan.xis)
     out = np.full((plan.n_targets, m, len(ENSEMBLE_COLUMNS)), np.nan)
     if plan.study is None:
@@ -371,22 +398,11 @@ def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarra
     if not ok.all():
         return out  # the study compares fixed replica sets: only with every replica ok
     disp = prop["cage_displacement"][lo:lo + n_s].astype(np.float64)  # (n_s, d_t, N)
-    full = disp.mean(axis=0)
-    delta = full.mean(axis=1)
-    sets = subensembles(n_s, size, count)
     for j, target in enumerate(prop["delta_targets"][:]):
-        above = np.flatnonzero(np.isfinite(delta) & (delta >= target))
-        if len(above) == 0 or above[0] == 0:
+        fields = subensemble_fields(disp, float(target), size, count)  # (N, count + 1)
+        if fields is None:
             continue
-        b = int(above[0])
-        w = (target - delta[b - 1]) / (delta[b] - delta[b - 1])
-
-        def at(field):  # (d_t, N) -> (N,) at the full ensemble's crossing
-            return (1 - w) * field[b - 1] + w * field[b]
-
-        e100 = at(full)
-        e30 = np.stack([at(disp[s].mean(axis=0)) for s in sets], axis=1)   # (N, count)
-        fields = np.concatenate([e30, e100[:, None]], axis=1)               # (N, count + 1)
+        e30, e100 = fields[:, :count], fields[:, count]
         cg = pl.coarse_grain_scan(fields, plan.xis)                          # (m, N, count + 1)
         pairs = [(u, v) for u in range(count) for v in range(u + 1, count)]
         bare = np.mean([pearson_matrix(e30[:, [u]], e30[:, [v]])[0, 0] for u, v in pairs])

@@ -69,6 +69,13 @@ DESCRIPTION = ("For the first n_configs glass test samples and each temperature,
                "the propensity and delta(t). Resumable; identical for any rank count.")
 
 
+def configured_t_star(cfg: Config) -> float | None:
+    """[propensity].T_star as a number, or None for "estimate" (0 in older run
+    directories means "estimate" too)."""
+    value = cfg.propensity.T_star
+    return None if value in ("estimate", 0.0) else float(value)
+
+
 def t_star_of(cfg: Config, rd: RunDir) -> tuple[float, str, float]:
     """(T* used, its source, the cooling-curve estimate or NaN)."""
     try:
@@ -76,8 +83,8 @@ def t_star_of(cfg: Config, rd: RunDir) -> tuple[float, str, float]:
         why = ""
     except ValueError as exc:
         estimate, why = float("nan"), str(exc)
-    if cfg.propensity.T_star not in ("estimate", 0.0):
-        return float(cfg.propensity.T_star), "config", estimate
+    if configured_t_star(cfg) is not None:
+        return configured_t_star(cfg), "config", estimate
     if not math.isfinite(estimate):
         raise ConfigError(f"cannot estimate T* from the cooling curves ({why}); set "
                           "[propensity].T_star to a number or temperature_unit = \"absolute\"")
@@ -125,8 +132,8 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
     if q.temperature_unit == "T_star":
         T_star, source, estimate = t_star_of(cfg, rd)
         temps = temps * T_star
-    elif q.T_star not in ("estimate", 0.0):
-        T_star, source = float(q.T_star), "config"
+    elif configured_t_star(cfg) is not None:
+        T_star, source = configured_t_star(cfg), "config"
     steps = log_times(cfg.prepare.timestep, q.t_max, q.n_times)
     if q.rounds > len(steps):
         raise ConfigError(f"[propensity].rounds = {q.rounds}: more than the {len(steps)} distinct "
