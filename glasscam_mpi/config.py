@@ -109,6 +109,11 @@ class TrainSection:
     augment: bool = _f(True, doc="random periodic shifts and box symmetries of the training grids")
     shared_grids: bool = _f(True, doc="hold the training grids once per node in MPI shared "
                                       "memory (false: a private copy on every rank)")
+    grid_on_the_fly: bool | str = _f("auto", choices=("auto",),
+                                     doc="grid each mini-batch from positions on the device "
+                                         "instead of holding the gridded training set: memory "
+                                         "grows with the positions, not the grids; auto = "
+                                         "when the gridded set would not fit in memory")
     device: str = _f("auto", choices=("auto", "cpu", "cuda"), doc="auto: CUDA when available")
     amp: bool = _f(False, doc="mixed precision (bfloat16 autocast) on CUDA")
     check_sync: bool = _f(False, doc="verify after every step that all ranks hold identical "
@@ -216,6 +221,13 @@ def _check_value(section: str, key: str, value: Any, type_name: str, meta) -> An
                                   + ", ".join(repr(c) for c in meta["choices"]))
             return value
         return _check_value(section, key, value, "float", {**meta, "choices": None})
+    if type_name == "bool | str":
+        if isinstance(value, str) and value in meta["choices"]:
+            return value
+        if not isinstance(value, bool):
+            raise ConfigError(f"[{section}].{key} = {value!r}: allowed: true, false, or one of "
+                              + ", ".join(repr(c) for c in meta["choices"]))
+        return value
     if type_name in ("tuple[float, ...]", "tuple[int, ...]"):
         item = type_name[6:-6]
         where = f"[{section}].{key} = {value!r}"

@@ -1,4 +1,5 @@
-"""The training stage's box-symmetry augmentation (``glasscam_mpi.stages.train._augment``).
+"""The training stage's box-symmetry augmentation (``glasscam_mpi.learn.augment``), run
+batched on the device as one gather (``augment_batch``).
 
 A training grid is (C, n, ..., n): one channel per species. The augmentation may shift
 the periodic grid by whole cells, flip axes and permute axes -- symmetries of the periodic
@@ -14,7 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from glasscam_mpi.stages.train import _augment
+from glasscam_mpi.learn import augment
+
+
+def _augment(x: torch.Tensor, rng: np.random.Generator, dim: int) -> torch.Tensor:
+    """One sample through the batched path (a batch of one)."""
+    p = augment.draw(rng, 1, dim, x.shape[-1])
+    return augment.augment_batch(x[None], p)[0]
 
 
 def _grid(dim: int, n: int, channels: int = 2) -> torch.Tensor:
@@ -73,3 +80,29 @@ def test_augment_draws_from_the_given_stream_only():
     a = _augment(x.clone(), np.random.default_rng(11), 2)
     b = _augment(x.clone(), np.random.default_rng(11), 2)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dim, n, b", [(2, 8, 37), (3, 6, 20), (2, 128, 4)])
+def test_batched_augmentation_equals_the_per_sample_reference(dim, n, b):
+    """Each sample of a batch gets its own transform, exactly what roll / flip / permute
+    give for it alone (an index permutation: equal bits, not merely close)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn((b, 3) + (n,) * dim, generator=g)
+    p = augment.draw(np.random.default_rng(dim * 100 + n), b, dim, n)
+    got = augment.augment_batch(x, p)
+    ref = torch.stack([augment.augment_one(x[i], p.shifts[i], p.flips[i], p.perms[i])
+                       for i in range(b)])
+    assert torch.equal(got, ref)
+    # the draws really differ between samples, so the test covers mixed transforms
+    assert len({tuple(r) for r in p.perms}) == math.factorial(dim) or b < 6
+    assert p.flips.any() and not p.flips.all()
+    assert len(np.unique(p.shifts)) > 1
+
+
+def test_batched_augmentation_refuses_a_mismatch():
+    x = torch.zeros((2, 1, 4, 4))
+    with pytest.raises(ValueError, match="2 samples"):
+        augment.augment_batch(x, augment.draw(np.random.default_rng(0), 3, 2, 4))
+    with pytest.raises(ValueError, match="cubic"):
+        augment.augment_batch(torch.zeros((1, 1, 4, 6)),
+                              augment.draw(np.random.default_rng(0), 1, 2, 4))

@@ -88,11 +88,35 @@ def gradcam(model: GlassCNN, x, layer: int = -1, target: int = GLASS) -> GradCAM
     Returns:
         :class:`GradCAM` (cam (B, n_grid, ...), logits (B, 2), p_glass (B,)).
     """
+    cams, logits, p_glass = gradcam_layers(model, x, (layer,), target)
+    return GradCAM(cams[0], logits, p_glass)
+
+
+def gradcam_layers(model: GlassCNN, x, layers=None, target: int = GLASS):
+    """Grad-CAM maps of several layers of a batch from one forward and one backward pass.
+
+    The first requested layer's feature maps are the leaf of the graph; one
+    ``autograd.grad`` of sum_b y^C_b gives dy^C/dA for every requested layer at once (a
+    deeper layer's gradient is an intermediate of the shallower one's). Each map equals
+    what :func:`gradcam` gives for that layer alone.
+
+    Args:
+        model, x, target: As in :func:`gradcam`.
+        layers: Layer indices (default: every convolution, in order).
+
+    Returns:
+        (cams, logits, p_glass): a list of (B, n_grid, ...) maps in the order of
+        ``layers``, the (B, 2) logits and the (B,) glass probabilities.
+    """
+    if layers is None:
+        layers = range(model.n_layers)
     try:
-        layer = range(model.n_layers)[layer]
+        layers = [range(model.n_layers)[layer] for layer in layers]
     except (IndexError, TypeError):
         raise ValueError(f"layer must be an integer in [-{model.n_layers}, "
-                         f"{model.n_layers}); got {layer!r}") from None
+                         f"{model.n_layers}); got {list(layers)!r}") from None
+    if not layers:
+        raise ValueError("layers must name at least one convolution")
     if target not in (0, 1):
         raise ValueError(f"target must be a class index, 0 (liquid) or 1 (glass); "
                          f"got {target!r}")
@@ -101,28 +125,33 @@ def gradcam(model: GlassCNN, x, layer: int = -1, target: int = GLASS) -> GradCAM
     param = next(model.parameters())
     x = torch.as_tensor(x, dtype=param.dtype, device=param.device)
     model.check_input(x)
+    first = min(layers)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             a = model.normalize(x)
-            for i in range(layer + 1):
+            for i in range(first + 1):
                 a = model.block(i, a)
         a.requires_grad_(True)
+        feats = {first: a}
         with torch.enable_grad():
             z = a
-            for i in range(layer + 1, model.n_layers):
+            for i in range(first + 1, model.n_layers):
                 z = model.block(i, z)
+                feats[i] = z
             logits = model.head(z)
-            (grad,) = torch.autograd.grad(logits[:, target].sum(), a)
+            wanted = sorted(set(layers))
+            grads = torch.autograd.grad(logits[:, target].sum(), [feats[i] for i in wanted])
     finally:
         model.train(was_training)
-    a = a.detach()
-    alpha = grad.mean(dim=tuple(range(2, a.dim())), keepdim=True)  # (B, M, 1, ...)
-    cam = torch.relu((alpha * a).sum(dim=1))
-    cam = periodic_upsample(cam, model.spec.n_grid)
+    cam_of = {}
+    for i, grad in zip(wanted, grads):
+        a = feats[i].detach()
+        alpha = grad.mean(dim=tuple(range(2, a.dim())), keepdim=True)  # (B, M, 1, ...)
+        cam_of[i] = periodic_upsample(torch.relu((alpha * a).sum(dim=1)), model.spec.n_grid)
     logits = logits.detach()
-    return GradCAM(cam, logits, torch.softmax(logits, dim=1)[:, GLASS])
+    return [cam_of[i] for i in layers], logits, torch.softmax(logits, dim=1)[:, GLASS]
 
 
 def particle_scores(cam, box, positions) -> np.ndarray:
@@ -142,7 +171,8 @@ def particle_scores(cam, box, positions) -> np.ndarray:
 
 
 def gradcam_particles(model: GlassCNN, spec: GridSpec, box, positions, types,
-                      layer: int = -1, target: int = GLASS) -> tuple[np.ndarray, np.ndarray]:
+                      layer: int = -1, target: int = GLASS,
+                      gridding: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """End to end for a batch of configurations: M, Grad-CAM, M^-1.
 
     Args:
@@ -152,13 +182,49 @@ def gradcam_particles(model: GlassCNN, spec: GridSpec, box, positions, types,
         positions: (B, N, d) positions.
         types: (B, N) or (N,) species indices.
         layer, target: As in :func:`gradcam`.
+        gridding: As in :func:`gradcam_particles_layers`.
 
     Returns:
         (scores (B, N) float64 Gamma_i, p_glass (B,) float64).
     """
+    scores, p_glass = gradcam_particles_layers(model, spec, box, positions, types,
+                                               layers=(layer,), target=target,
+                                               gridding=gridding)
+    return scores[:, 0], p_glass
+
+
+def gradcam_particles_layers(model: GlassCNN, spec: GridSpec, box, positions, types,
+                             layers=None, target: int = GLASS,
+                             gridding: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`gradcam_particles` for several layers at once: one gridding, one forward and
+    one backward pass, one M^-1 of every layer's map, one copy to the host.
+
+    Args:
+        gridding: Where M and M^-1 run: ``"torch"`` (batched, on the model's device:
+            :mod:`glasscam_mpi.learn.torchgrid`), ``"numpy"`` (the reference, on the host),
+            or ``"auto"``: torch when the model is on a GPU, numpy on the CPU (where the
+            numpy path measured as fast; ``benchmarks/gradcam_throughput.py`` shows both).
+        Others as in :func:`gradcam_particles` and :func:`gradcam_layers`.
+
+    Returns:
+        (scores (B, L, N) float64 per requested layer, p_glass (B,) float64).
+    """
+    from glasscam_mpi.learn.torchgrid import from_grid_torch, to_grid_torch
+
+    if gridding not in ("auto", "torch", "numpy"):
+        raise ValueError(f"gridding must be 'auto', 'torch' or 'numpy'; got {gridding!r}")
     param = next(model.parameters())
+    use_torch = gridding == "torch" or (gridding == "auto" and param.device.type != "cpu")
+    if use_torch:
+        x_dev = torch.as_tensor(np.asarray(positions), dtype=param.dtype, device=param.device)
+        t_dev = torch.as_tensor(np.asarray(types), device=param.device)
+        x = to_grid_torch(spec, box, x_dev, t_dev)
+        cams, _, p_glass = gradcam_layers(model, x, layers, target)
+        scores = from_grid_torch(box, torch.stack(cams, dim=1), x_dev)
+        return (scores.double().cpu().numpy(), p_glass.double().cpu().numpy())
     dtype = np.float64 if param.dtype == torch.float64 else np.float32
     x = to_grid_batch(spec, box, positions, types, dtype=dtype)
-    res = gradcam(model, torch.from_numpy(x).to(param.device), layer=layer, target=target)
-    return (particle_scores(res.cam, box, positions),
-            res.p_glass.cpu().numpy().astype(np.float64))
+    cams, _, p_glass = gradcam_layers(model, torch.from_numpy(x).to(param.device), layers,
+                                      target)
+    scores = particle_scores(torch.stack(cams, dim=1), box, positions)
+    return scores, p_glass.cpu().numpy().astype(np.float64)

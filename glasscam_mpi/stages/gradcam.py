@@ -105,7 +105,7 @@ def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
 
 
 def _task(ctx, i: int) -> dict:
-    from glasscam_mpi.learn.gradcam import gradcam_particles
+    from glasscam_mpi.learn.gradcam import gradcam_particles_layers
     from glasscam_mpi.learn.model import GLASS, LIQUID
 
     cfg, plan, prep, model, gspec = ctx
@@ -113,18 +113,17 @@ def _task(ctx, i: int) -> dict:
     pos = np.stack([prep[c][r] for c in CLASSES])
     types = prep["types"][r]
     targets = [GLASS if t == "glass" else LIQUID for t in _targets(cfg)]
-    layers = range(model.n_layers)
-    per_layer = np.empty((2, len(layers), pos.shape[1]), dtype=np.float32)
-    for layer in layers:
-        if targets[0] == targets[1]:  # one batch for both samples
-            g, p_glass = gradcam_particles(model, gspec, plan.box, pos, types, layer=layer,
-                                           target=targets[0])
-        else:
-            g, p_glass = (np.concatenate(v) for v in zip(*(
-                gradcam_particles(model, gspec, plan.box, pos[j:j + 1], types, layer=layer,
-                                  target=targets[j]) for j in range(2))))
-        per_layer[:, layer] = g
-    gamma = per_layer[:, layers[cfg.gradcam.layer]]
+    # every layer's map from one gridding and one forward + backward pass (on the GPU:
+    # gridding and M^-1 there too, one copy back)
+    if targets[0] == targets[1]:  # one batch for both samples
+        per_layer, p_glass = gradcam_particles_layers(model, gspec, plan.box, pos, types,
+                                                      target=targets[0])
+    else:
+        per_layer, p_glass = (np.concatenate(v) for v in zip(*(
+            gradcam_particles_layers(model, gspec, plan.box, pos[j:j + 1], types,
+                                     target=targets[j]) for j in range(2))))
+    per_layer = per_layer.astype(np.float32)
+    gamma = per_layer[:, range(model.n_layers)[cfg.gradcam.layer]]
     return {"gamma": gamma, "gamma_layers": per_layer, "zero": (gamma == 0).all(axis=1)
             .astype(np.int8), "p_glass": p_glass.astype(np.float32),
             "predicted": (p_glass > 0.5).astype(np.int8)}

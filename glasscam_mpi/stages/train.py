@@ -72,23 +72,6 @@ def load_checkpoint(path: Path | str) -> dict:
         raise ConfigError(f"no model at {path}: run 'glasscam train' first") from None
 
 
-def _augment(x, rng: np.random.Generator, dim: int):
-    """Random periodic shift by whole grid cells, axis flips and (cubic box) axis
-    permutations: symmetries of the periodic box that keep the labels."""
-    import torch
-
-    n = x.shape[-1]
-    shifts = rng.integers(0, n, size=dim)
-    flips = rng.random(dim) < 0.5
-    perm = rng.permutation(dim)
-    axes = tuple(range(1, dim + 1))  # spatial axes of one sample (C, *grid)
-    x = torch.roll(x, shifts=tuple(int(s) for s in shifts), dims=axes)
-    flip_axes = [a for a, f in zip(axes, flips) if f]
-    if flip_axes:
-        x = torch.flip(x, dims=flip_axes)
-    return x.permute(0, *(1 + int(p) for p in perm))
-
-
 def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
         resume: bool = False, restart: bool = False, progress_every: float = 5.0) -> dict:
     """Train (every rank calls this). ``resume`` continues from the last checkpoint."""
@@ -134,7 +117,9 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
 def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> dict:
     import torch
     import torch.nn.functional as F
+    from mpi4py import MPI
 
+    from glasscam_mpi.learn import augment
     from glasscam_mpi.learn.data import dataset_meta, grid_spec_of, grid_split, load_split
     from glasscam_mpi.learn.distributed import open_backend, parameter_digest, pick_device
     from glasscam_mpi.parallel import NodeShared, proportional_set_size
@@ -177,18 +162,37 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                                                "train_seconds")}
     best = {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf")}
     first_epoch = 0
-    # the whole training set is gridded once per node, into MPI shared memory, the node's
-    # ranks each gridding a block (batches are global permutations, so every rank reads
-    # all of it); validation is split over the ranks
-    grids = NodeShared(comm, (len(train), *gspec.shape), share=t.shared_grids)
-    X = torch.from_numpy(grids.fill(lambda lo, hi: grid_split(train, gspec, np.arange(lo, hi))))
+    # Where the samples live (learn/feed.py): the training set gridded once per node into
+    # MPI shared memory (the node's ranks each grid a block; batches are global
+    # permutations, so every rank reads all of it), then moved to the GPU when it fits; or,
+    # on the fly, positions only, each batch gridded on the device.
+    from glasscam_mpi.learn.feed import GridFeed, PositionFeed, choose_on_the_fly
+
+    grid_bytes = len(train) * int(np.prod(gspec.shape)) * 4
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    node_copies = 1 if t.shared_grids else node.Get_size()
+    node.Free()
+    on_the_fly, why = choose_on_the_fly(t.grid_on_the_fly, grid_bytes, device, node_copies)
+    # one choice for all ranks (free memory differs between GPUs): on the fly if any needs it
+    on_the_fly = comm.allreduce(on_the_fly, op=MPI.LOR)
+    grids = None
+    if on_the_fly:
+        feed = PositionFeed(rd.stage_file("prepare"), train.runs, train.labels, gspec, train.box,
+                            device)
+        X_host = None
+    else:
+        grids = NodeShared(comm, (len(train), *gspec.shape), share=t.shared_grids)
+        X_host = torch.from_numpy(grids.fill(lambda lo, hi: grid_split(train, gspec,
+                                                                       np.arange(lo, hi))))
+        feed = GridFeed(X_host, device, t.batch_size // size)
+    del train.positions  # the feed holds what training needs
     pss_mib = par.allreduce_sum(np.array([proportional_set_size()]))[0]  # all ranks, all nodes
-    y = torch.from_numpy(train.labels)
+    y = torch.from_numpy(train.labels).to(device)
     if state_path is None:
         # standardise each input channel with the training set's mean and std (float64
         # sums, the same on every rank): without it the 0.6 +- 0.26 density grids leave the
         # small demo network on a plateau for ~80 epochs instead of ~10
-        model.set_input_normalization(*_channel_mean_std(X))
+        model.set_input_normalization(*_channel_mean_std(feed))
     # wrap first, then load: Horovod's DistributedOptimizer is a new optimizer built from
     # the parameter groups, and would drop an Adam state loaded before it
     opt = par.wrap_optimizer(opt, model)
@@ -205,8 +209,7 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
     net = par.wrap_model(model)
     if apart and state_path is None:
         show_digests("after the broadcast")
-    val_idx = np.arange(len(val))[rank::size]
-    Xv, yv = torch.from_numpy(grid_split(val, gspec, val_idx)), torch.from_numpy(val.labels[val_idx])
+    val_feed, val_y = _eval_feed(rd, val, rank, size, gspec, device, on_the_fly)
     n_batches = len(train) // t.batch_size
     local = t.batch_size // size
     amp = t.amp and device.type == "cuda"
@@ -219,50 +222,66 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
               f"grid {gspec.n_grid}^{gspec.dim} x {gspec.n_species} ch, backend {par.name} on "
               f"{size} rank(s), {device.type}; epochs {first_epoch + 1}..{t.epochs}, "
               f"{n_batches} steps of {t.batch_size} per epoch", flush=True)
-        where = (f"shared by the {grids.node.Get_size()} rank(s) of each node" if grids.shared
-                 else "a copy on every rank")
-        print(f"train: training grids {grids.nbytes / 2**20:.1f} MiB, {where}", flush=True)
+        if on_the_fly:
+            print(f"train: gridding on the fly ({why}): positions {feed.nbytes / 2**20:.1f} MiB "
+                  f"per rank on the {device.type} device", flush=True)
+        else:
+            where = (f"shared by the {grids.node.Get_size()} rank(s) of each node"
+                     if grids.shared else "a copy on every rank")
+            print(f"train: training grids {grids.nbytes / 2**20:.1f} MiB, {where} ({why}); "
+                  f"batches from {feed.where}", flush=True)
     steps_checked = 0
     for epoch in range(first_epoch, t.epochs):
         if epoch in crashes:
             raise RuntimeError(f"injected crash in train epoch {epoch}")
         t0 = time.time()
         perm = task_rng(cfg.run.seed, STAGE, "epoch", epoch).permutation(len(train))
+        perm = torch.from_numpy(perm).to(device)
+        # this epoch's dropout masks and augmentations, drawn on the host from the seeds of
+        # (epoch, batch) and sent to the device once; this rank's rows of each global batch
+        mine_rows = slice(rank * local, (rank + 1) * local)
+        masks = torch.from_numpy(np.stack([
+            task_rng(cfg.run.seed, STAGE, "dropout", epoch, b).random(
+                (t.batch_size, mspec.hidden))[mine_rows] >= t.dropout
+            for b in range(n_batches)])).to(device)
+        if t.augment:
+            augs = [augment.draw(task_rng(cfg.run.seed, STAGE, "augment", epoch, b),
+                                 t.batch_size, gspec.dim, gspec.n_grid)
+                    for b in range(n_batches)]
+            augs = augment.Params(*(torch.from_numpy(np.stack([a[k][mine_rows] for a in augs]))
+                                    .to(device) for k in range(3)))
         net.train()
-        sums = np.zeros(3)  # loss * n, correct, n
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n
         for b in range(n_batches):
-            batch = perm[b * t.batch_size:(b + 1) * t.batch_size]
-            aug = task_rng(cfg.run.seed, STAGE, "augment", epoch, b)
-            mine = batch[rank * local:(rank + 1) * local]
-            xb = X[mine]
+            mine = perm[b * t.batch_size + rank * local:b * t.batch_size + (rank + 1) * local]
+            xb = feed.batch(mine)
             if t.augment:
-                rngs = [np.random.default_rng(s) for s in aug.integers(2**62, size=len(batch))]
-                xb = torch.stack([_augment(x, r, gspec.dim)
-                                  for x, r in zip(xb, rngs[rank * local:(rank + 1) * local])])
-            # one dropout mask per global batch, this rank's rows of it
-            drop = task_rng(cfg.run.seed, STAGE, "dropout", epoch, b)
-            keep = torch.from_numpy(drop.random((len(batch), mspec.hidden)) >= t.dropout)
-            xb, yb = xb.to(device), y[mine].to(device)
-            mask = keep[rank * local:(rank + 1) * local].to(device)
+                xb = augment.augment_batch(xb, augment.Params(*(v[b] for v in augs)))
+            yb = y.index_select(0, mine)
             opt.zero_grad()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = net(xb, dropout_mask=mask)
+                logits = net(xb, dropout_mask=masks[b])
                 loss = F.cross_entropy(logits.float(), yb)
             loss.backward()
             opt.step()
             if epoch in desync and b == 0 and rank == size - 1:
                 with torch.no_grad():
                     next(model.parameters()).view(-1)[0] += 1e-3
-            sums += [loss.item() * len(yb), (logits.argmax(1) == yb).sum().item(), len(yb)]
+            with torch.no_grad():  # on the device: no host sync per step
+                sums += torch.stack([loss.detach().double() * len(yb),
+                                     (logits.argmax(1) == yb).sum().double(),
+                                     torch.tensor(float(len(yb)), dtype=torch.float64,
+                                                  device=device)])
             if t.check_sync:
                 digests = comm.allgather(parameter_digest(model))
                 if len(set(digests)) != 1:
                     raise RuntimeError(f"parameters differ between ranks after epoch {epoch} "
                                        f"step {b}: {digests}")
                 steps_checked += 1
+        sums = sums.cpu().numpy()  # the epoch's one host sync
         t_steps = time.time() - t0  # the optimisation steps alone (no validation, no I/O)
         tr = par.allreduce_sum(sums)
-        va = par.allreduce_sum(_evaluate(net, Xv, yv, device, amp)[0])
+        va = par.allreduce_sum(_evaluate(net, val_feed, val_y, device, amp)[0])
         history["epoch"].append(epoch)
         history["train_loss"].append(float(tr[0] / tr[2]))
         history["train_accuracy"].append(float(tr[1] / tr[2]))
@@ -290,22 +309,25 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                   f"samples/s){'  *best' if is_best else ''}", flush=True)
         comm.Barrier()  # the checkpoint of this epoch exists before anyone goes on
 
-    del X  # (a view of the shared window)
-    grids.free()
+    feed_where = feed.where
+    feed.free()
+    del X_host  # (a view of the shared window)
+    if grids is not None:
+        grids.free()
 
     # the best model on the test set, split over the ranks
     test = load_split(rd.stage_file("prepare"), "test")
-    test_idx = np.arange(len(test))[rank::size]
     best_state = load_checkpoint(files["best"])
     model.load_state_dict(best_state["model"])
-    _, pred = _evaluate(model, torch.from_numpy(grid_split(test, gspec, test_idx)),
-                        torch.from_numpy(test.labels[test_idx]), device, amp)
+    test_feed, test_y = _eval_feed(rd, test, rank, size, gspec, device, on_the_fly)
+    _, pred = _evaluate(model, test_feed, test_y, device, amp)
     confusion = np.zeros((2, 2))
-    np.add.at(confusion, (test.labels[test_idx], pred), 1)
+    np.add.at(confusion, (test_y.cpu().numpy(), pred), 1)
     confusion = par.allreduce_sum(confusion).astype(np.int64)
     counts = confusion.sum(axis=1)
     acc = {"glass": confusion[GLASS, GLASS] / counts[GLASS],
            "liquid": confusion[LIQUID, LIQUID] / counts[LIQUID]}
+    peaks = _peak_memory(par, device)
     par.close()
     if rank == 0:
         _write_h5(rd, cfg, history, best, mspec, meta, acc, confusion, par.name, size,
@@ -325,26 +347,62 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                              "epochs_run": t.epochs - first_epoch, "steps_checked": steps_checked,
                              "samples_per_s": _rate(history, n_batches * t.batch_size,
                                                     first_epoch),
-                             "grid_mib": grids.nbytes / 2**20, "grids_shared": grids.shared,
-                             "pss_mib_all_ranks": pss_mib})
+                             "grid_mib": grid_bytes / 2**20 if grids else 0.0,
+                             "grids_shared": bool(grids and grids.shared),
+                             "grid_on_the_fly": on_the_fly, "feed": feed_where,
+                             "pss_mib_all_ranks": pss_mib, **peaks})
     return {"complete": True, "test_accuracy": acc}
 
 
-def _channel_mean_std(X, chunk: int = 256):
-    """Per-channel mean and standard deviation of (n, C, *grid) float32 grids, summed in
-    float64 chunk by chunk (no float64 copy of the whole set)."""
+def _channel_mean_std(feed):
+    """Per-channel mean and standard deviation of the feed's (n, C, *grid) samples, summed
+    in float64 chunk by chunk (no float64 copy of the whole set)."""
     import torch
 
-    axes = (0,) + tuple(range(2, X.dim()))
-    s1 = torch.zeros(X.shape[1], dtype=torch.float64)
-    s2 = torch.zeros_like(s1)
-    for lo in range(0, len(X), chunk):
-        x = X[lo:lo + chunk].double()
-        s1 += x.sum(dim=axes)
-        s2 += (x * x).sum(dim=axes)
-    m = len(X) * (X[0, 0].numel())
-    mean = s1 / m
-    return mean, torch.sqrt(torch.clamp(s2 / m - mean * mean, min=0.0))
+    s1 = s2 = None
+    count = 0
+    for lo in range(0, feed.n, feed.chunk):
+        index = torch.arange(lo, min(lo + feed.chunk, feed.n), device=feed.device)
+        x = feed.batch(index).double()
+        axes = (0,) + tuple(range(2, x.dim()))
+        s1 = x.sum(dim=axes) if s1 is None else s1 + x.sum(dim=axes)
+        s2 = (x * x).sum(dim=axes) if s2 is None else s2 + (x * x).sum(dim=axes)
+        count += x.numel() // x.shape[1]
+    mean = (s1 / count).cpu()
+    return mean, torch.sqrt(torch.clamp((s2 / count).cpu() - mean * mean, min=0.0))
+
+
+def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fly: bool):
+    """This rank's share (every size-th sample) of a validation or test split, as a feed
+    on the device, and its labels."""
+    import torch
+
+    from glasscam_mpi.learn.data import grid_split
+    from glasscam_mpi.learn.feed import GridFeed, PositionFeed
+
+    idx = np.arange(len(split))[rank::size]
+    labels = torch.from_numpy(split.labels[idx]).to(device)
+    if on_the_fly:
+        return PositionFeed(rd.stage_file("prepare"), split.runs[idx], split.labels[idx], gspec,
+                            split.box, device), labels
+    return GridFeed(torch.from_numpy(grid_split(split, gspec, idx)), device, 256), labels
+
+
+def _peak_memory(par, device) -> dict:
+    """The largest peak over the ranks of host memory (max RSS) and of the device memory
+    torch allocated, in MiB."""
+    import resource
+
+    import torch
+
+    host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    dev = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+    from mpi4py import MPI
+
+    host = par.comm.allreduce(float(host), op=MPI.MAX)
+    dev = par.comm.allreduce(float(dev), op=MPI.MAX)
+    return {"peak_host_mib_per_rank": round(float(host), 1),
+            "peak_device_mib_per_rank": round(float(dev), 1)}
 
 
 def _rate(history: dict, per_epoch: int, first_epoch: int) -> float:
@@ -353,24 +411,28 @@ def _rate(history: dict, per_epoch: int, first_epoch: int) -> float:
     return per_epoch * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
 
 
-def _evaluate(model, X, y, device, amp: bool, batch: int = 256):
-    """(loss * n, correct, n) and the predictions, in eval mode."""
+def _evaluate(model, feed, y, device, amp: bool):
+    """(loss * n, correct, n) and the predictions of a feed's samples, in eval mode; summed
+    on the device, one host copy at the end."""
     import torch
     import torch.nn.functional as F
 
     model.eval()
-    loss, correct, preds = 0.0, 0, []
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    preds = []
     with torch.no_grad():
-        for lo in range(0, len(y), batch):
-            xb, yb = X[lo:lo + batch].to(device), y[lo:lo + batch].to(device)
+        for lo in range(0, feed.n, feed.chunk):
+            index = torch.arange(lo, min(lo + feed.chunk, feed.n), device=device)
+            xb, yb = feed.batch(index), y[lo:lo + feed.chunk]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(xb).float()
-            loss += F.cross_entropy(logits, yb, reduction="sum").item()
             p = logits.argmax(1)
-            correct += (p == yb).sum().item()
-            preds.append(p.cpu().numpy())
-    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
-    return np.array([loss, correct, len(y)], dtype=np.float64), pred
+            sums += torch.stack([F.cross_entropy(logits, yb, reduction="sum").double(),
+                                 (p == yb).sum().double()])
+            preds.append(p)
+    pred = (torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64))
+    loss, correct = sums.cpu().numpy()
+    return np.array([loss, correct, feed.n], dtype=np.float64), pred
 
 
 def _write_h5(rd, cfg, history, best, mspec, meta, acc, confusion, backend, size, device):
