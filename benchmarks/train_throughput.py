@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
     parser.add_argument("--dataset", help="a run directory holding prepare.h5 (2D)")
     parser.add_argument("--dataset-3d", help="a 3D run directory for the memory line")
+    parser.add_argument("--no-gradcam", action="store_true",
+                        help="skip the Grad-CAM figure (run gradcam_throughput.py apart)")
     parser.add_argument("--workdir", help="keep the dataset here (reused when present)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -193,12 +195,14 @@ def main() -> None:
         from glasscam_mpi.config import load_config
 
         n_grid = load_config(preset="paper-kam", overrides=[f"train.n_grid={args.grid}"]).n_grid
-        gc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gradcam_throughput.py"),
-                             "--grid", str(n_grid), "--n-particles", "2000",
-                             "--batch", ",".join(str(b) for b in batches), "--threads", "1",
-                             "--device", "cuda" if "cuda" in devices else "cpu"],
-                            capture_output=True, text=True, cwd=ROOT, check=True)
-        gradcam = json.loads(gc.stdout)
+        gradcam = {}
+        if not args.no_gradcam:
+            gc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gradcam_throughput.py"),
+                                 "--grid", str(n_grid), "--n-particles", "2000",
+                                 "--batch", ",".join(str(b) for b in batches), "--threads", "1",
+                                 "--device", "cuda" if "cuda" in devices else "cpu"],
+                                capture_output=True, text=True, cwd=ROOT, check=True)
+            gradcam = json.loads(gc.stdout)
 
         paper = {}
         for device in devices:

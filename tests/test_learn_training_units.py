@@ -21,7 +21,7 @@ from glasscam_mpi.learn import augment
 def _augment(x: torch.Tensor, rng: np.random.Generator, dim: int) -> torch.Tensor:
     """One sample through the batched path (a batch of one)."""
     p = augment.draw(rng, 1, dim, x.shape[-1])
-    return augment.augment_batch(x[None], p)[0]
+    return augment.augment_batch(x[None], p, vectorized=True)[0]
 
 
 def _grid(dim: int, n: int, channels: int = 2) -> torch.Tensor:
@@ -82,14 +82,15 @@ def test_augment_draws_from_the_given_stream_only():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("vectorized", [True, False])
 @pytest.mark.parametrize("dim, n, b", [(2, 8, 37), (3, 6, 20), (2, 128, 4)])
-def test_batched_augmentation_equals_the_per_sample_reference(dim, n, b):
+def test_batched_augmentation_equals_the_per_sample_reference(dim, n, b, vectorized):
     """Each sample of a batch gets its own transform, exactly what roll / flip / permute
     give for it alone (an index permutation: equal bits, not merely close)."""
     g = torch.Generator().manual_seed(5)
     x = torch.randn((b, 3) + (n,) * dim, generator=g)
     p = augment.draw(np.random.default_rng(dim * 100 + n), b, dim, n)
-    got = augment.augment_batch(x, p)
+    got = augment.augment_batch(x, p, vectorized=vectorized)
     ref = torch.stack([augment.augment_one(x[i], p.shifts[i], p.flips[i], p.perms[i])
                        for i in range(b)])
     assert torch.equal(got, ref)

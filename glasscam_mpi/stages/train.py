@@ -268,16 +268,15 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                 with torch.no_grad():
                     next(model.parameters()).view(-1)[0] += 1e-3
             with torch.no_grad():  # on the device: no host sync per step
-                sums += torch.stack([loss.detach().double() * len(yb),
-                                     (logits.argmax(1) == yb).sum().double(),
-                                     torch.tensor(float(len(yb)), dtype=torch.float64,
-                                                  device=device)])
+                sums[0] += loss.detach().double() * local
+                sums[1] += (logits.argmax(1) == yb).sum()
             if t.check_sync:
                 digests = comm.allgather(parameter_digest(model))
                 if len(set(digests)) != 1:
                     raise RuntimeError(f"parameters differ between ranks after epoch {epoch} "
                                        f"step {b}: {digests}")
                 steps_checked += 1
+        sums[2] = n_batches * local
         sums = sums.cpu().numpy()  # the epoch's one host sync
         t_steps = time.time() - t0  # the optimisation steps alone (no validation, no I/O)
         tr = par.allreduce_sum(sums)
