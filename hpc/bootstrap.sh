@@ -27,6 +27,10 @@
 #   HDF5_DIR                 prefix of a parallel HDF5      (default: Debian's hdf5/mpich)
 #   TORCH_SPEC               pip requirement for torch      (default: torch==$TORCH_VERSION)
 #   GLASSCAM_WITH_HOROVOD    1 | 0                          (default: 1)
+#   GLASSCAM_HOROVOD_GPU     none | NCCL                    (default: none) NCCL builds
+#                            Horovod's allreduce over NCCL for GPU nodes (needs CUDA's nvcc
+#                            and NCCL; HOROVOD_NCCL_HOME if NCCL is not in the default
+#                            paths). DDP needs nothing: torch's wheels carry NCCL.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,11 +50,13 @@ VENV=${GLASSCAM_VENV:-$ROOT/.venv}
 CACHE=${GLASSCAM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/glasscam-mpi/wheels}
 SYSPKG=${GLASSCAM_SYSTEM_PACKAGES:-debian}
 WITH_HOROVOD=${GLASSCAM_WITH_HOROVOD:-1}
+HOROVOD_GPU=${GLASSCAM_HOROVOD_GPU:-none}
 TORCH_SPEC=${TORCH_SPEC:-torch==$TORCH_VERSION}
 T0=$(date +%s)
 
 say() { printf '[bootstrap %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
+case "$HOROVOD_GPU" in none|NCCL) ;; *) die "GLASSCAM_HOROVOD_GPU='$HOROVOD_GPU': allowed: none, NCCL" ;; esac
 
 # ---------------------------------------------------------------- system packages
 apt_install() {
@@ -149,6 +155,11 @@ fi
 TORCH_V=$("$VPY" -c 'import torch; print(torch.__version__.replace("+", "_"))')
 if [ "$WITH_HOROVOD" = 1 ] && ! have "import horovod.torch"; then
   HWHEELS="$WHEELS/torch-$TORCH_V"
+  HVD_GPU_ENV=()
+  if [ "$HOROVOD_GPU" = NCCL ]; then
+    HWHEELS="$HWHEELS-nccl"
+    HVD_GPU_ENV=(HOROVOD_GPU_OPERATIONS=NCCL)
+  fi
   mkdir -p "$HWHEELS"
   if ! ls "$HWHEELS/horovod-$HOROVOD_VERSION-"*.whl >/dev/null 2>&1; then
     say "building horovod $HOROVOD_VERSION against torch $TORCH_V and $MPICC (about 3 min)"
@@ -160,7 +171,7 @@ if [ "$WITH_HOROVOD" = 1 ] && ! have "import horovod.torch"; then
       "$SRCDIR/horovod-$HOROVOD_VERSION/CMakeLists.txt" \
       "$SRCDIR/horovod-$HOROVOD_VERSION/horovod/torch/CMakeLists.txt"
     ( cd "$SRCDIR/horovod-$HOROVOD_VERSION" &&
-      HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
+      env "${HVD_GPU_ENV[@]}" HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
       HOROVOD_WITHOUT_MXNET=1 HOROVOD_WITHOUT_GLOO=1 MAKEFLAGS="-j$(nproc)" \
       "${PIP[@]}" wheel --no-deps --no-build-isolation -w "$HWHEELS" . )
     rm -rf "$SRCDIR"

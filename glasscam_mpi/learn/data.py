@@ -57,16 +57,20 @@ class Split:
     name: str
     runs: np.ndarray        # (n,) run index in prepare.h5 of each sample
     labels: np.ndarray      # (n,) int64, 0 liquid / 1 glass
-    positions: np.ndarray   # (n, N, d)
-    types: np.ndarray       # (n, N)
+    positions: np.ndarray | None  # (n, N, d); None when loaded without positions
+    types: np.ndarray | None      # (n, N)
     box: np.ndarray         # (d,)
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def load_split(prepare_h5: Path | str, name: str) -> Split:
-    """Both classes of every ok run of split ``name``; refuses an empty or one-class split."""
+def load_split(prepare_h5: Path | str, name: str, positions: bool = True) -> Split:
+    """Both classes of every ok run of split ``name``; refuses an empty or one-class split.
+
+    ``positions=False`` reads the labels and run indices only (positions and types None):
+    a feed that grids on the fly reads the positions itself, in chunks, onto its device.
+    """
     import h5py
 
     with h5py.File(prepare_h5, "r") as fh:
@@ -74,12 +78,15 @@ def load_split(prepare_h5: Path | str, name: str) -> Split:
         if len(runs) == 0:
             raise ConfigError(f"the {name} split of {prepare_h5} has no ok runs; raise "
                               "[prepare].n_runs or the split fractions")
-        liquid, glass, types = fh["liquid"][runs], fh["glass"][runs], fh["types"][runs]
         box = fh["box"][:]
+        if positions:
+            liquid, glass, types = fh["liquid"][runs], fh["glass"][runs], fh["types"][runs]
     n = len(runs)
     labels = np.concatenate([np.full(n, LIQUID), np.full(n, GLASS)]).astype(np.int64)
     if len(set(labels.tolist())) < 2:  # pragma: no cover - both classes come from every run
         raise ConfigError(f"the {name} split has one class only")
+    if not positions:
+        return Split(name, np.concatenate([runs, runs]), labels, None, None, box)
     return Split(name, np.concatenate([runs, runs]), labels,
                  np.concatenate([liquid, glass]), np.concatenate([types, types]), box)
 

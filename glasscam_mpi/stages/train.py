@@ -135,7 +135,9 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
         raise ConfigError(f"[train].batch_size = {t.batch_size} must be divisible by the "
                           f"{size} ranks (each rank takes an equal part of every mini-batch)")
     gspec = grid_spec_of(cfg)
-    train, val = (load_split(rd.stage_file("prepare"), s) for s in ("train", "validation"))
+    # labels first: positions are read by the feed, held on the host only when gridded here
+    train, val = (load_split(rd.stage_file("prepare"), s, positions=False)
+                  for s in ("train", "validation"))
     if len(train) < t.batch_size:
         raise ConfigError(f"[train].batch_size = {t.batch_size} is larger than the "
                           f"{len(train)} training samples; lower it or raise [prepare].n_runs")
@@ -181,11 +183,12 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                             device)
         X_host = None
     else:
+        train = load_split(rd.stage_file("prepare"), "train")
         grids = NodeShared(comm, (len(train), *gspec.shape), share=t.shared_grids)
         X_host = torch.from_numpy(grids.fill(lambda lo, hi: grid_split(train, gspec,
                                                                        np.arange(lo, hi))))
         feed = GridFeed(X_host, device, t.batch_size // size)
-    del train.positions  # the feed holds what training needs
+    train.positions = None  # the feed holds what training needs
     pss_mib = par.allreduce_sum(np.array([proportional_set_size()]))[0]  # all ranks, all nodes
     y = torch.from_numpy(train.labels).to(device)
     if state_path is None:
@@ -315,7 +318,7 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
         grids.free()
 
     # the best model on the test set, split over the ranks
-    test = load_split(rd.stage_file("prepare"), "test")
+    test = load_split(rd.stage_file("prepare"), "test", positions=False)
     best_state = load_checkpoint(files["best"])
     model.load_state_dict(best_state["model"])
     test_feed, test_y = _eval_feed(rd, test, rank, size, gspec, device, on_the_fly)
@@ -379,11 +382,15 @@ def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fl
     from glasscam_mpi.learn.data import grid_split
     from glasscam_mpi.learn.feed import GridFeed, PositionFeed
 
+    from glasscam_mpi.learn.data import load_split
+
     idx = np.arange(len(split))[rank::size]
     labels = torch.from_numpy(split.labels[idx]).to(device)
     if on_the_fly:
         return PositionFeed(rd.stage_file("prepare"), split.runs[idx], split.labels[idx], gspec,
                             split.box, device), labels
+    if split.positions is None:
+        split = load_split(rd.stage_file("prepare"), split.name)
     return GridFeed(torch.from_numpy(grid_split(split, gspec, idx)), device, 256), labels
 
 
