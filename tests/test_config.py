@@ -39,6 +39,9 @@ def test_paper_presets_are_the_paper():
     ("[prepare]\nn_runs = 3\ntrain_fraction = 0.1\n", "need at least 1 train and 1 test"),
     ("prepare = 3\n", "'prepare' must be a table"),
     ("[prepare\n", "not valid TOML"),
+    ("[train]\ngrid_on_the_fly = \"maybe\"\n",
+     "[train].grid_on_the_fly = 'maybe': allowed: true, false, or one of 'auto'"),
+    ("[train]\ngrid_on_the_fly = 1\n", "[train].grid_on_the_fly = 1: allowed: true, false"),
 ])
 def test_bad_config_is_refused_with_field_value_and_allowed(tmp_path, toml, needle):
     path = tmp_path / "bad.toml"
@@ -77,3 +80,11 @@ def test_run_dir_keeps_its_config(tmp_path):
     other = load_config(preset="demo", overrides=["prepare.n_runs=99"])
     with pytest.raises(ConfigError, match=r"\[prepare\].n_runs: 120 -> 99"):
         rd.resolve_config(other)
+
+
+@pytest.mark.parametrize("value, want", [("true", True), ("false", False), ('"auto"', "auto")])
+def test_grid_on_the_fly_takes_a_boolean_or_auto(tmp_path, value, want):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[train]\ngrid_on_the_fly = {value}\n")
+    assert load_config(path=path).train.grid_on_the_fly == want
+    assert load_config(overrides=[f"train.grid_on_the_fly={value}"]).train.grid_on_the_fly == want

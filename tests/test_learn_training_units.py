@@ -107,3 +107,21 @@ def test_batched_augmentation_refuses_a_mismatch():
     with pytest.raises(ValueError, match="cubic"):
         augment.augment_batch(torch.zeros((1, 1, 4, 6)),
                               augment.draw(np.random.default_rng(0), 1, 2, 4))
+
+
+def test_grid_on_the_fly_auto_follows_the_memory_that_is_free():
+    from glasscam_mpi.learn.feed import FIT_FRACTION, available_bytes, choose_on_the_fly
+
+    cpu = torch.device("cpu")
+    free = available_bytes(cpu)
+    assert 0 < free < 1 << 62  # read from /proc/meminfo
+    assert choose_on_the_fly(True, 1, cpu)[0] is True
+    assert choose_on_the_fly(False, 1 << 62, cpu)[0] is False
+    fly, why = choose_on_the_fly("auto", 1 << 20, cpu)
+    assert fly is False and "fits in" in why
+    fly, why = choose_on_the_fly("auto", int(free * FIT_FRACTION * 1.2), cpu)
+    assert fly is True and "would not fit" in why
+    # private copies per rank count against the node: 4 copies of a third of the room
+    third = int(free * FIT_FRACTION / 3)
+    assert choose_on_the_fly("auto", third, cpu, copies_per_node=1)[0] is False
+    assert choose_on_the_fly("auto", third, cpu, copies_per_node=4)[0] is True
