@@ -259,8 +259,8 @@ def measure_learning(cfg: Config, glass: dict, seconds: float = 0.5) -> LearnRat
                       f"measured here on {device.type} (batch {B}, random grids)")
 
 
-def rates_from_run(run_dir, measured: LearnRates) -> LearnRates:
-    """The training rate of an earlier run (``logs/train.json``), the rest as measured."""
+def read_train_log(run_dir) -> dict:
+    """``samples_per_s``, ``ranks``, ``device`` of an earlier run's ``logs/train.json``."""
     import json
     from pathlib import Path
 
@@ -274,16 +274,23 @@ def rates_from_run(run_dir, measured: LearnRates) -> LearnRates:
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"--rates-from {run_dir}: {path} has no usable samples_per_s "
                           f"({exc})") from None
-    if not rate > 0:
+    if not rate > 0 or not math.isfinite(rate):
         raise ConfigError(f"--rates-from {run_dir}: samples_per_s = {rate} in {path}; "
-                          "must be > 0")
-    ranks = int(log.get("ranks", 1))
-    scale = rate / ranks / measured.train_samples_per_s  # per rank, against this machine
-    return LearnRates(str(log.get("device", measured.device)), rate / ranks,
-                      measured.eval_samples_per_s * scale, measured.grid_samples_per_s,
-                      measured.gradcam_samples_per_s * scale,
-                      f"training rate from {path} ({rate:.0f} samples/s on {ranks} rank(s), "
-                      f"per rank); validation and Grad-CAM scaled by the same factor")
+                          "must be a number > 0")
+    return {"path": str(path), "samples_per_s": rate, "ranks": int(log.get("ranks", 1)),
+            "device": str(log.get("device", "unknown"))}
+
+
+def rates_from_log(log: dict, measured: LearnRates) -> LearnRates:
+    """The training rate of an earlier run, per rank; validation and Grad-CAM scaled by
+    the same factor against this machine's measurement."""
+    rate, ranks = log["samples_per_s"], log["ranks"]
+    scale = rate / ranks / measured.train_samples_per_s
+    return LearnRates(log["device"], rate / ranks, measured.eval_samples_per_s * scale,
+                      measured.grid_samples_per_s, measured.gradcam_samples_per_s * scale,
+                      f"training rate from {log['path']} ({rate:.0f} samples/s on {ranks} "
+                      f"rank(s), {log['device']}); validation and Grad-CAM scaled by the same "
+                      "factor")
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -365,7 +372,7 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
         + ("; gridded on the fly instead when they do not fit"
            if t.grid_on_the_fly == "auto" else ""),
         [] if gpus else ["train: the profile has no GPUs; training on CPU ranks"])
-    if learn.device == "cpu" and gpus and "measured here" in learn.source:
+    if learn.device != "cuda" and gpus:
         stages["train"].warnings.append(
             "train: the rate was measured on this machine's CPU; on the profile's GPUs it is "
             "much faster: give --rates-from RUN_DIR of a run trained on such a GPU")
@@ -473,10 +480,11 @@ def plan(cfg: Config, profile, rates_from=None, seconds_per_point: float = 0.4) 
         temps = np.array(cfg.propensity.temperatures) * _t_star(cfg)[0]
     else:
         temps = np.array(cfg.propensity.temperatures)
+    log = read_train_log(rates_from) if rates_from is not None else None
     md = measure_md(cfg, calibration_temperatures(cfg, temps), seconds_per_point)
     learn = measure_learning(cfg, md.glass)
-    if rates_from is not None:
-        learn = rates_from_run(rates_from, learn)
+    if log is not None:
+        learn = rates_from_log(log, learn)
     return make_plan(cfg, profile, md, learn)
 
 
