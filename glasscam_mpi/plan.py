@@ -447,7 +447,7 @@ def _model_bytes(cfg: Config) -> int:
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.4g} MiB"
 
 
 def _with_totals(cfg: Config, profile, stages: list[StageCost], md: MDRates,
