@@ -364,8 +364,8 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
         "train", t.epochs, epoch_s, 0.0 if gpus else train_s / 3600,
         train_s / 3600 if gpus else 0.0, wall / 3600,
         _model_bytes(cfg) * 3, md.memory_bytes + grid_set // per_node, windows, windows,
-        f"{learn.source}: {learn.train_samples_per_s:.1f} samples/s per "
-        f"{'GPU' if gpus else 'rank'}; {t.epochs} epochs of {n_train_s} samples; linear "
+        f"{learn.source}: {learn.train_samples_per_s:.1f} samples/s on one "
+        f"{learn.device} worker; {t.epochs} epochs of {n_train_s} samples; linear "
         f"scaling over {workers} {'GPUs' if gpus else 'ranks'} assumed",
         f"training grids {_gib(grid_set)} ({n_train_s} x {S} x {cfg.n_grid}^{d} float32), held "
         + ("once per node in shared memory" if t.shared_grids else "on every rank")
