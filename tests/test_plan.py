@@ -134,3 +134,24 @@ def test_rates_from_a_run_without_a_train_log_is_refused(tmp_path):
     res = glasscam(["plan", "--preset", "demo", "--rates-from", str(tmp_path)], check=False)
     assert res.returncode == 2
     assert f"{tmp_path}/logs/train.json does not exist" in res.stderr
+
+
+def test_rates_from_a_trained_run_replace_the_measured_training_rate(tiny_prepared, tmp_path):
+    """A real (tiny) training run's logs/train.json prices training on the GPU profile."""
+    from conftest import TINY_TRAIN_TOML, copy_prepared
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY_TOML + TINY_TRAIN_TOML + '\nbackend = "single"\n')
+    rd = copy_prepared(tiny_prepared, tmp_path / "run")
+    glasscam(["train", "--run-dir", str(rd), "--config", str(cfg)], n=1)
+    log = json.loads((rd / "logs" / "train.json").read_text())
+    plan = json.loads(glasscam(["plan", "--config", str(cfg), "--profile", "generic",
+                                "--rates-from", str(rd), "--json"]).stdout)
+    learning = plan["calibration"]["learning"]
+    assert learning["train_samples_per_s"] == pytest.approx(log["samples_per_s"] / log["ranks"],
+                                                            rel=1e-3)
+    assert str(rd / "logs" / "train.json") in learning["source"]
+    train = plan["stages"]["train"]
+    # 3 epochs of the 3 train runs x 2 samples (TINY_TOML: 6 runs, 50 % train)
+    assert train["gpu_hours"] * 3600 >= 3 * 6 / learning["train_samples_per_s"]
+    assert any("--rates-from" in w for w in plan["warnings"])  # the log is a CPU run's
