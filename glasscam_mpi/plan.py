@@ -48,7 +48,7 @@ _ERROR_ROW = 256 + 1  # 'error' S256 and 'status' i1 of every stage file (store.
 class StageCost:
     stage: str
     tasks: int
-    task_seconds: float         # one task on one rank (a LAMMPS run, an epoch, ...)
+    task_seconds: float         # one task on one core (a LAMMPS run, an epoch, ...)
     core_hours: float
     gpu_hours: float
     wall_hours: float           # on the profile
@@ -296,7 +296,8 @@ def rates_from_log(log: dict, measured: LearnRates) -> LearnRates:
 # -- the plan --------------------------------------------------------------------------------
 def _farm_schedule(n_tasks: int, task_s: float, ranks: int, per_task: int, window_s: float,
                    name: str) -> tuple[float, int, list[str]]:
-    """(wall seconds, windows, warnings) of n_tasks equal tasks farmed over the ranks."""
+    """(wall seconds, windows, warnings) of n_tasks equal tasks of task_s wall seconds each,
+    farmed over the ranks, per_task ranks to a task."""
     slots = max(1, ranks // per_task)
     warnings = []
     if task_s > window_s:
@@ -331,8 +332,14 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
 
     def farm(name: str, n_tasks: int, task_s: float, per_task: int, disk: int, mem: int,
              basis: str, memory_note: str = "") -> None:
-        wall, windows, warn = _farm_schedule(n_tasks, task_s, ranks, per_task, window_s, name)
-        stages[name] = StageCost(name, n_tasks, task_s, n_tasks * task_s * per_task / 3600,
+        # task_s is one core's seconds; a task on k ranks (ranks_per_task) is assumed to
+        # scale perfectly over them (not measured here: a lower bound on its cost)
+        wall, windows, warn = _farm_schedule(n_tasks, task_s / per_task, ranks, per_task,
+                                             window_s, name)
+        if per_task > 1:
+            basis += (f"; {per_task} ranks per task, assumed to scale perfectly (a lower "
+                      "bound on the cost)")
+        stages[name] = StageCost(name, n_tasks, task_s, n_tasks * task_s / 3600,
                                  0.0, wall / 3600, disk, mem, windows, windows, basis,
                                  memory_note, warn)
 

@@ -155,3 +155,36 @@ def test_rates_from_a_trained_run_replace_the_measured_training_rate(tiny_prepar
     # 3 epochs of the 3 train runs x 2 samples (TINY_TOML: 6 runs, 50 % train)
     assert train["gpu_hours"] * 3600 >= 3 * 6 / learning["train_samples_per_s"]
     assert any("--rates-from" in w for w in plan["warnings"])  # the log is a CPU run's
+
+
+def test_ranks_per_task_shortens_the_wall_time_not_the_core_hours():
+    """A LAMMPS task on k ranks: k times fewer tasks at a time, each k times shorter (perfect
+    scaling assumed and said), the same core-hours. The rates are given, not measured, so
+    the arithmetic is exact; ``ranks_per_task`` is set on the section as the key will be."""
+    import numpy as np
+
+    from glasscam_mpi import plan as plan_mod
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.slurm import load_profile
+
+    cfg = load_config(preset="demo")
+    L = cfg.sys.box_length(200)
+    rng = np.random.default_rng(1)
+    glass = {"box": np.full(2, L), "positions": rng.uniform(0, L, (200, 2)),
+             "types": np.repeat(np.arange(2, dtype=np.int8), cfg.sys.counts(200))}
+    md = plan_mod.MDRates([0.05, 4.0], [1e-4, 2e-4], [100, 100], 1.0, 0.1, 10**8, glass)
+    learn = plan_mod.LearnRates("cpu", 100.0, 300.0, 1000.0, 50.0, "given")
+    profile = load_profile("generic")
+    one = plan_mod.make_plan(cfg, profile, md, learn)["stages"]["prepare"]
+    object.__setattr__(cfg.prepare, "ranks_per_task", 4)
+    four = plan_mod.make_plan(cfg, profile, md, learn)["stages"]["prepare"]
+    # one run: 1 s set-up + 4000 steps at T_high (2e-4 s) + the ramp 4 -> 0.05 (mean of
+    # the linear seconds per step over the ramp)
+    n_eq, n_ramp = 4000, 39500
+    t = 1.0 + n_eq * 2e-4 + n_ramp * (1e-4 + 2e-4) / 2
+    assert one["task_seconds"] == pytest.approx(t) == four["task_seconds"]
+    assert four["core_hours"] == pytest.approx(one["core_hours"]) == pytest.approx(120 * t / 3600)
+    # 120 runs: 128 ranks run all at once with 1 rank per task, 32 at a time with 4
+    assert one["wall_hours"] * 3600 == pytest.approx(t)
+    assert four["wall_hours"] * 3600 == pytest.approx(math.ceil(120 / 32) * t / 4)
+    assert "4 ranks per task" in four["basis"]
