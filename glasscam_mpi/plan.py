@@ -309,8 +309,11 @@ def _farm_schedule(n_tasks: int, task_s: float, ranks: int, per_task: int, windo
     if ranks % per_task:
         warnings.append(f"{name}: {ranks} ranks are not a multiple of ranks_per_task = "
                         f"{per_task}; {ranks - slots * per_task} rank(s) idle")
-    per_window = slots * max(1, int(window_s // task_s))
-    windows = max(1, math.ceil(n_tasks / per_window))
+    if math.isinf(window_s):
+        windows = 1
+    else:
+        per_window = slots * max(1, int(window_s // task_s))
+        windows = max(1, math.ceil(n_tasks / per_window))
     waves = math.ceil(n_tasks / slots)
     return waves * task_s, windows, warnings
 
@@ -326,7 +329,7 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
     p, q, t = cfg.prepare, cfg.propensity, cfg.train
     N, d, S = cfg.system.n_particles, cfg.sys.dim, cfg.sys.n_species
     ranks = profile.nodes * profile.ntasks_per_node
-    window_s = window_seconds(profile.time)
+    window_s = window_seconds(profile.time) or math.inf  # Slurm: a time of 0 is no limit
     n_train, n_val, n_test = cfg.split_counts()
     stages: dict[str, StageCost] = {}
 
@@ -475,6 +478,10 @@ def _with_totals(cfg: Config, profile, stages: list[StageCost], md: MDRates,
         out["stages"][s.stage] = row
     keys = ("core_hours", "gpu_hours", "wall_hours", "disk_bytes", "jobs", "windows")
     out["total"] = {k: sum(out["stages"][s][k] for s in out["stages"]) for k in keys}
+    # a stage that can never finish in the profile's window: wall time null (strict JSON)
+    for row in (*out["stages"].values(), out["total"]):
+        if not math.isfinite(row["wall_hours"]):
+            row["wall_hours"] = None
     out["total"]["memory_per_rank_bytes"] = max(s.memory_per_rank_bytes for s in stages)
     out["warnings"] = [w for s in stages for w in s.warnings]
     return out
@@ -495,8 +502,8 @@ def plan(cfg: Config, profile, rates_from=None, seconds_per_point: float = 0.4) 
     return make_plan(cfg, profile, md, learn)
 
 
-def _hours(h: float) -> str:
-    if not math.isfinite(h):
+def _hours(h: float | None) -> str:
+    if h is None or not math.isfinite(h):
         return "never"
     return f"{h:,.1f}" if h >= 1 else f"{h:.3f}"
 

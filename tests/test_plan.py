@@ -56,8 +56,10 @@ def test_json_has_every_stage_and_totals_are_the_sums(planned):
     for name, s in plan["stages"].items():
         assert keys <= s.keys(), name
         assert s["memory_per_rank_bytes"] > 0 and s["basis"]
-    for key in ("core_hours", "gpu_hours", "wall_hours", "disk_bytes", "jobs", "windows"):
+    for key in ("core_hours", "gpu_hours", "disk_bytes", "jobs", "windows"):
         assert plan["total"][key] == pytest.approx(sum(s[key] for s in plan["stages"].values()))
+    walls = [s["wall_hours"] for s in plan["stages"].values()]
+    assert plan["total"]["wall_hours"] == (None if None in walls else pytest.approx(sum(walls)))
     assert plan["total"]["memory_per_rank_bytes"] == max(
         s["memory_per_rank_bytes"] for s in plan["stages"].values())
     # the profile has no GPU: nothing on a GPU, training on the CPU ranks
@@ -72,7 +74,7 @@ def test_windows_of_a_short_profile(planned):
     s = plan["stages"]["prepare"]
     t = s["task_seconds"]
     if t > 3:
-        assert s["windows"] == 0 and math.isinf(s["wall_hours"])
+        assert s["windows"] == 0 and s["wall_hours"] is None
         assert any("longer than the profile's window" in w for w in plan["warnings"])
     else:
         assert s["windows"] == math.ceil(6 / (2 * int(3 // t)))
@@ -92,6 +94,8 @@ def test_farm_schedule_counts_windows_ranks_per_task_and_refuses_long_tasks():
     assert windows == 3 and "1 rank(s) idle" in warn[0]
     wall, windows, warn = _farm_schedule(10, 300.0, 2, 1, 250.0, "prepare")
     assert math.isinf(wall) and windows == 0 and "can never finish" in warn[0]
+    # Slurm's time = 0 is no limit: one window
+    assert _farm_schedule(10, 300.0, 2, 1, math.inf, "prepare") == (1500.0, 1, [])
 
 
 def test_human_output_names_stages_and_what_was_measured(tmp_path):
@@ -188,3 +192,17 @@ def test_ranks_per_task_shortens_the_wall_time_not_the_core_hours():
     assert one["wall_hours"] * 3600 == pytest.approx(t)
     assert four["wall_hours"] * 3600 == pytest.approx(math.ceil(120 / 32) * t / 4)
     assert "4 ranks per task" in four["basis"]
+
+
+def test_a_run_longer_than_the_window_is_null_in_strict_json(tmp_path):
+    """The N = 400 runs at cooling rate 0.01 take ~4 s each: a 1 s window cannot hold one."""
+    profile = tmp_path / "tiny_window.toml"
+    profile.write_text('partition = "local"\nnodes = 1\nntasks_per_node = 2\ntime = "00:00:01"\n')
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    res = glasscam(["plan", "--config", str(cfg), *CHECK, "--set", "prepare.cooling_rate=0.01",
+                    "--profile", str(profile), "--json"])
+    plan = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert plan["stages"]["prepare"]["wall_hours"] is None
+    assert plan["total"]["wall_hours"] is None and plan["stages"]["prepare"]["windows"] == 0
+    assert any("prepare: one task takes" in w for w in plan["warnings"])
