@@ -405,6 +405,7 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
     g = md.glass
     per_config = _timed(lambda: indicator_fields(cfg, g["box"], g["positions"], g["types"]),
                         0.3, max_reps=5)
+    volume, theta = indicator_fields(cfg, g["box"], g["positions"], g["types"])
     ind_rows = indicators_stage.stage.rows(cfg, None)
     farm("indicators", n_test, 2 * per_config, 1, n_test * rows_bytes(ind_rows),
          md.memory_bytes, f"measured: {per_config:.3g} s per configuration (Voronoi, Theta)")
@@ -427,13 +428,61 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
          f"measured steps/s at the replica temperatures {', '.join(f'{T:.3g}' for T in temps)}"
          f"{note}; {int(steps[-1])} steps per replica (t_max, no early stop: an upper bound "
          f"while stop_factor = {q.stop_factor:g})")
-    # analyze and report: not calibrated
-    for name in ("analyze", "report"):
-        stages[name] = StageCost(name, 0, 0.0, 0.0, 0.0, 0.0, 0, md.memory_bytes, 1, 1,
-                                 "not calibrated (minutes per test sample set: see README); "
+    # analyze: the stage's own task functions on the calibration's glass
+    n_T = len(temps)
+    aplan, sample_s, ensemble_s = _time_analyze(cfg, g, volume, theta, n_test, n_T, len(steps))
+    n_ens = q.n_configs * n_T
+    n_an = n_test + n_ens
+    farm("analyze", n_an, (n_test * 2 * sample_s + n_ens * ensemble_s) / max(n_an, 1), 1,
+         rows_total_bytes(analyze_rows(cfg, aplan), n_an), md.memory_bytes,
+         f"measured: the stage's task functions on the calibration's glass, {sample_s:.3g} s "
+         f"per test sample and class, {ensemble_s:.3g} s per ensemble (fields stand-ins: the "
+         "cost does not depend on their values)")
+    stages["report"] = StageCost("report", 1, 0.0, 0.0, 0.0, 0.0, 0, md.memory_bytes, 1, 1,
+                                 "not calibrated (one process reading analysis.h5: minutes); "
                                  "counted as 0")
     ordered = [stages[s] for s in STAGE_ORDER]
     return _with_totals(cfg, profile, ordered, md, learn)
+
+
+def analyze_rows(cfg: Config, aplan) -> dict:
+    from glasscam_mpi.stages import analyze as analyze_stage
+
+    return analyze_stage._rows(cfg, aplan)
+
+
+def rows_total_bytes(rows: dict, n_tasks: int) -> int:
+    """Bytes of a stage file whose RowSpecs may have their own leading shape (analyze)."""
+    total = n_tasks * _ERROR_ROW
+    for r in rows.values():
+        lead = r.lead if r.lead is not None else (n_tasks,)
+        total += int(np.prod(lead, dtype=np.int64)) * int(np.prod(r.shape, dtype=np.int64)) \
+            * np.dtype(r.dtype).itemsize
+    return total
+
+
+def _time_analyze(cfg: Config, glass: dict, volume, theta, n_test: int, n_T: int,
+                  n_times: int):
+    """(analyze Plan, seconds per sample and class, seconds per ensemble) on ``glass``."""
+    from glasscam_mpi.stages import analyze as A
+
+    a, q = cfg.analyze, cfg.propensity
+    box, x, types = glass["box"], glass["positions"], glass["types"]
+    xis = sorted(set(a.xis) | {a.xi_pairs} | ({a.xi_delta} if a.xi_delta != "auto" else set()))
+    r_corr = min(a.r_max or 10.0, float(box.min()) / 2)
+    n_c, n_layers = q.n_configs, len(cfg.train.channels)
+    sign = np.array([-1.0 if v in A.one_minus(cfg) else 1.0 for v in A.INDICATORS])
+    aplan = A.Plan(np.arange(max(n_test, 1)), True, n_layers, box, tuple(float(v) for v in xis),
+                   r_corr, a.bins, (n_c, n_T), np.zeros(n_c, np.int64), n_times,
+                   len(q.delta_targets), np.ones((n_c, n_T), np.int8), None, sign)
+    F = np.stack([volume, volume, theta], axis=1)  # Gamma's stand-in: the volume field
+    layers = np.repeat(volume[:, None], n_layers, axis=1)
+    D = np.outer(np.geomspace(0.01, 3.0, n_times), volume)
+    at = D[np.linspace(0, n_times - 1, len(q.delta_targets)).astype(int)]
+    sample_s = _timed(lambda: A.analyse_sample(aplan, x, types, F, layers, 1, 1), 0.3, 3)
+    ensemble_s = _timed(lambda: A.analyse_ensemble(aplan, A._pair_list(aplan, x), F, D, at),
+                        0.3, 3)
+    return aplan, sample_s, ensemble_s
 
 
 def _t_star(cfg: Config) -> tuple[float, str]:
