@@ -5,6 +5,7 @@
     glasscam info DIR
     mpiexec -n K glasscam run --preset demo --run-dir DIR     (every stage, in order)
     glasscam submit prepare --profile local --preset demo --run-dir DIR   (Slurm, afterok)
+    glasscam plan --preset paper-kam --profile generic         (cost per stage, before submitting)
     glasscam config --preset paper-kam --set prepare.n_runs=100   (show the resolved config)
     glasscam env                                               (the MPI/HDF5/LAMMPS stack)
 
@@ -86,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="write and print the scripts, submit nothing")
     _config_args(p)
 
+    p = sub.add_parser("plan", help="priced plan: core-hours, GPU-hours, disk, memory, jobs "
+                                    "per stage on a cluster profile, before submitting",
+                       description="Calibrate on this machine (short real LAMMPS runs of the "
+                                   "configured system and N at the temperatures the protocol "
+                                   "visits; a few real training and Grad-CAM steps of the "
+                                   "configured CNN) and print, per stage, core-hours, GPU-hours, "
+                                   "disk, memory per rank, and the Slurm jobs and walltime "
+                                   "windows the profile needs. Takes a few seconds to a minute.")
+    _config_args(p)
+    p.add_argument("--profile", default="local",
+                   help="cluster profile: a name in hpc/profiles/ or a TOML path (default: local)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (per stage: "
+                   "core_hours, gpu_hours, wall_hours, disk_bytes, memory_per_rank_bytes, "
+                   "jobs, windows; and totals)")
+    p.add_argument("--rates-from", metavar="RUN_DIR",
+                   help="take the training rate from RUN_DIR/logs/train.json (e.g. a short "
+                        "run on the cluster's GPU) instead of measuring it here")
+
     p = sub.add_parser("info", help="JSON summary of a run directory",
                        description="Which stages are complete, tasks done/failed/missing, the "
                                    "resolved config and each stage's headline figures, as JSON.")
@@ -154,6 +173,23 @@ def _cmd_info(args, comm) -> int:
     return 0
 
 
+def _cmd_plan(args, comm) -> int:
+    from glasscam_mpi.config import ConfigError, load_config
+    from glasscam_mpi.plan import plan, render_table
+    from glasscam_mpi.slurm import load_profile
+
+    if comm.Get_rank() != 0:
+        return 0
+    cfg = load_config(preset=args.preset, path=args.config, overrides=args.overrides)
+    profile = load_profile(args.profile)
+    if args.rates_from is not None and not Path(args.rates_from).is_dir():
+        raise ConfigError(f"--rates-from {args.rates_from!r}: not a directory; give a run "
+                          "directory whose train stage has run")
+    result = plan(cfg, profile, rates_from=args.rates_from)
+    print(json.dumps(result, indent=2) if args.json else render_table(result))
+    return 0
+
+
 def _cmd_config(args, comm) -> int:
     from glasscam_mpi.config import load_config
 
@@ -172,7 +208,7 @@ def _cmd_env(args, comm) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "submit": _cmd_submit, "info": _cmd_info,
+COMMANDS = {"run": _cmd_run, "submit": _cmd_submit, "plan": _cmd_plan, "info": _cmd_info,
             "config": _cmd_config, "env": _cmd_env}
 
 

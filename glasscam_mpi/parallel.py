@@ -63,6 +63,8 @@ class Outcome:
     index: int
     ok: bool
     message: str = ""
+    cpu_seconds: float = 0.0   # CPU time of the task's thread (what ``glasscam plan`` predicts)
+    wall_seconds: float = 0.0
 
 
 class Progress:

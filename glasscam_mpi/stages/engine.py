@@ -140,7 +140,8 @@ class FarmStage:
                 n_failed = sum(not o.ok for o in outcomes)
                 rd.finish(self.name, f"{plan.n_tasks} {self.unit}; {len(outcomes) - n_failed} "
                           f"ok and {n_failed} failed in this job", time.time() - t0,
-                          comm.Get_size(), outcomes, unit=self.unit.rstrip("s"))
+                          comm.Get_size(), outcomes, unit=self.unit.rstrip("s"),
+                          **task_seconds(outcomes))
             return {"complete": True}
 
     def _farm(self, comm, rd: RunDir, cfg: Config, plan, todo: list[int],
@@ -165,13 +166,15 @@ class FarmStage:
         def one(index: int) -> Outcome:
             if index in crashes:
                 raise RuntimeError(f"injected crash in {self.name} task {index}")
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
             try:
                 arrays = compute(index)
             except self.failures as exc:
                 shards.write(index, error=str(exc))
                 return Outcome(index, False, str(exc))
+            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
             shards.write(index, arrays)
-            return Outcome(index, True)
+            return Outcome(index, True, cpu_seconds=cpu, wall_seconds=wall)
 
         progress = Progress(label, len(todo), self.unit, progress_every) \
             if comm.Get_rank() == 0 else None
@@ -221,6 +224,21 @@ class FarmStage:
         if found:
             out["tasks"] = {"done": n_ok, "failed": len(found) - n_ok}
         return out
+
+
+def task_seconds(outcomes) -> dict:
+    """Per-task CPU and wall seconds of the ok tasks of this job (what ``glasscam plan``
+    estimates), for ``logs/<stage>.json``."""
+    ok = [o for o in outcomes if o.ok]
+    if not ok:
+        return {}
+    cpu = [o.cpu_seconds for o in ok]
+    wall = [o.wall_seconds for o in ok]
+    return {"task_cpu_seconds": {"sum": round(sum(cpu), 3), "mean": round(sum(cpu) / len(ok), 4),
+                                 "max": round(max(cpu), 4)},
+            "task_wall_seconds": {"sum": round(sum(wall), 3),
+                                  "mean": round(sum(wall) / len(ok), 4),
+                                  "max": round(max(wall), 4)}}
 
 
 @contextlib.contextmanager
