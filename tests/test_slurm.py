@@ -19,8 +19,8 @@ import pytest
 
 from conftest import ROOT, assert_same_data, glasscam, read_stage
 from glasscam_mpi.config import ConfigError
-from glasscam_mpi.slurm import (Profile, Slurm, SlurmError, load_profile, render,
-                                stages_with_scripts, submission_env)
+from glasscam_mpi.slurm import (CONTINUED_STAGES, Profile, Slurm, SlurmError, load_profile,
+                                render, stages_with_scripts, submission_env)
 
 GOLDEN = ROOT / "tests" / "golden"
 EXE = "/opt/glasscam/.venv/bin/glasscam"
@@ -63,7 +63,17 @@ def test_every_value_is_one_shell_word(stage, tmp_path):
     assert _bash_words(next(x for x in lines if x.startswith("cd "))) == ["cd", str(run_dir)]
     launcher = [] if stage == "report" else ["srun", "--mpi=pmi2"]
     options = ["--resume"] if stage == "train" else []
-    assert _bash_words(lines[-1]) == [*launcher, *exe, stage, *options, "--run-dir", str(run_dir)]
+    command = next(x for x in lines if x.endswith(" || status=$?"))
+    assert _bash_words(command.removesuffix(" || status=$?")) == [
+        *launcher, *exe, stage, *options, "--run-dir", str(run_dir)]
+    resubmit = [x.strip() for x in lines if " resubmit " in x]
+    if stage in CONTINUED_STAGES:   # the continuation after a walltime stop, same quoting
+        assert len(resubmit) == 1 and _bash_words(resubmit[0].replace('"$SLURM_JOB_ID"', "J")) \
+            == [*exe, "resubmit", stage, "--run-dir", str(run_dir), "--job", "J"]
+        assert "#SBATCH --signal=USR1@300" in lines
+    else:
+        assert resubmit == [] and "--signal" not in text
+    assert lines[-1] == 'exit "$status"'
     assert list(tmp_path.iterdir()) == [script]   # bash created nothing
 
 
