@@ -378,3 +378,128 @@ def test_train_job_resubmitted_after_a_crash_resumes_then_gradcam_runs(local_slu
             np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)
     with h5py.File(rd / "gradcam.h5", "r") as fh:
         assert fh["gamma"].shape == (len(fh["runs"]), 2, 64) and (fh["gamma"][:] >= 0).all()
+
+
+# A prepare of 24 runs of ~4.7 s each: ~56 s of work for 2 ranks. Under a 1-minute limit
+# with the warning 30 s before it, measured on slurm 22.05: the warning comes 10-20 s into
+# the job (Slurm may send it up to a minute early), so one job does ~4-8 runs and the stage
+# takes 3-6 jobs (~30 s each).
+SHORT_PROFILE = """\
+partition = "local"
+nodes = 1
+ntasks_per_node = 2
+time = "00:01:00"
+signal_lead = 30
+launcher = "srun --mpi=pmi2"
+"""
+
+
+def _job_field(job: str, key: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", "--oneliner", job], capture_output=True,
+                         text=True, check=True).stdout
+    return next(w.split("=", 1)[1] for w in out.split() if w.startswith(f"{key}="))
+
+
+def _wait_for_chain(run_dir: Path, timeout: float = 480) -> list[dict]:
+    """Wait until every job recorded in run_dir/jobs.json has ended (continuations
+    included); returns the record."""
+    from glasscam_mpi.jobs import ENDED, read_jobs, slurm_state
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        jobs = read_jobs(run_dir)
+        states = [slurm_state(j["job"])["state"] for j in jobs]
+        if jobs and all(s in ENDED for s in states) and read_jobs(run_dir) == jobs:
+            return jobs
+        time.sleep(1)
+    raise AssertionError(f"the chain in {run_dir} did not end in {timeout} s: "
+                         f"{list(zip([j['job'] for j in jobs], states))}")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_prepare_outliving_its_walltime_continues_unattended_and_equals_mpiexec(local_slurm,
+                                                                                tmp_path):
+    """A 1-minute limit and a prepare that needs 3+ such jobs: each job stops on the
+    warning, exits 75 and submits its continuation; the indicators job queued after it
+    waits for the last one; prepare.h5 equals an uninterrupted mpiexec run."""
+    from conftest import TINY_TOML
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY_TOML.replace("n_runs = 6", "n_runs = 24")
+                   .replace("cooling_rate = 0.2", "cooling_rate = 0.005"))
+    profile = tmp_path / "short.toml"
+    profile.write_text(SHORT_PROFILE)
+    ref = tmp_path / "ref"   # the uninterrupted run (first: the two share 2 cores)
+    glasscam(["prepare", "--config", str(cfg), "--run-dir", str(ref)], n=2)
+    rd = tmp_path / "slurm run"
+    res = glasscam(["submit", "prepare", "indicators", "--profile", str(profile), "--config",
+                    str(cfg), "--run-dir", str(rd)])
+    first = [line.split("job ")[1] for line in res.stdout.splitlines() if ": job " in line]
+    assert len(first) == 2
+    jobs = _wait_for_chain(rd)
+
+    prepare = [j for j in jobs if j["stage"] == "prepare"]
+    assert len(prepare) >= 3, prepare
+    assert prepare[0]["job"] == first[0] and prepare[0]["continues"] is None
+    for before, after in zip(prepare, prepare[1:]):
+        assert after["continues"] == before["job"] and after["after"] == [before["job"]]
+        log = (rd / "logs" / f"slurm-prepare-{before['job']}.out").read_text()
+        assert "walltime warning (SIGUSR1)" in log
+        assert f"prepare: not finished in job {before['job']}; continues as job {after['job']}" in log
+        assert (_job_field(before["job"], "JobState"), _job_field(before["job"], "ExitCode")) \
+            == ("FAILED", "75:0")
+    last = prepare[-1]["job"]
+    assert _job_field(last, "JobState") == "COMPLETED"
+    assert "prepare: wrote" in (rd / "logs" / f"slurm-prepare-{last}.out").read_text()
+    # the later stage waited for the whole prepare: it ran once, after the last job ended
+    indicators = [j for j in jobs if j["stage"] == "indicators"]
+    assert indicators[0]["job"] == first[1]
+    assert _job_field(indicators[-1]["job"], "JobState") == "COMPLETED"
+    assert _job_field(first[1], "StartTime") >= _job_field(last, "EndTime")
+    assert (rd / "indicators.h5").exists()
+
+    assert_same_data(read_stage(ref / "prepare.h5"), read_stage(rd / "prepare.h5"))
+    st = json.loads(glasscam(["status", str(rd), "--json"]).stdout)
+    assert [(j["job"], j["state"]) for j in st["jobs"] if j["stage"] == "prepare"] == \
+        [(j["job"], "FAILED") for j in prepare[:-1]] + [(last, "COMPLETED")]
+    assert st["jobs"][0]["note"] == f"not finished (exit 75): continued as job {prepare[1]['job']}"
+    assert st["stages"]["prepare"] == {"complete": True, "total": 24, "done": 24, "failed": 0,
+                                       "missing": 0}
+    table = glasscam(["status", str(rd)]).stdout
+    assert f"prepare     {first[0]:>8}  FAILED        75  not finished" in table
+
+
+@pytest.mark.slurm
+def test_cancel_ends_the_whole_chain_and_status_shows_it(local_slurm, tmp_path):
+    from conftest import TINY_TOML
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY_TOML.replace("n_runs = 6", "n_runs = 200"))   # minutes of work
+    rd = tmp_path / "run"
+    res = glasscam(["submit", "prepare", "indicators", "analyze", "--profile", "local",
+                    "--config", str(cfg), "--run-dir", str(rd)])
+    jobs = [line.split("job ")[1] for line in res.stdout.splitlines() if ": job " in line]
+    t0 = time.time()
+    while _job_field(jobs[0], "JobState") != "RUNNING":
+        assert time.time() - t0 < 60, _job_field(jobs[0], "JobState")
+        time.sleep(0.5)
+    st = json.loads(glasscam(["status", str(rd), "--json"]).stdout)
+    assert [j["state"] for j in st["jobs"]] == ["RUNNING", "PENDING", "PENDING"]
+    assert [j["reason"] for j in st["jobs"]][1:] == ["Dependency", "Dependency"]
+
+    res = glasscam(["cancel", str(rd)])
+    assert res.stdout == f"cancelled 3 job(s): {' '.join(jobs)}\n"
+    assert [_wait_for(j, timeout=60) for j in jobs] == ["CANCELLED"] * 3
+    assert glasscam(["cancel", str(rd)]).stdout == f"no job of {rd} is queued or running\n"
+    st = json.loads(glasscam(["status", str(rd), "--json"]).stdout)
+    assert [j["state"] for j in st["jobs"]] == ["CANCELLED"] * 3
+    assert not st["stages"]["prepare"]["complete"]
+
+
+def test_status_and_cancel_refuse_what_is_not_a_run_directory(tmp_path):
+    for command in ("status", "cancel"):
+        res = glasscam([command, str(tmp_path / "nowhere")], check=False)
+        assert res.returncode == 2 and res.stdout == ""
+        assert f"glasscam {command}: error: {tmp_path / 'nowhere'} is not a run directory" \
+            in res.stderr
