@@ -109,6 +109,13 @@ def test_gpu_lines_only_for_gpu_stages(tmp_path):
     assert "#SBATCH --gpus-per-node=4" in render("gradcam", prof, tmp_path)
 
 
+def test_signal_lead_zero_means_no_warning_and_no_continuation(tmp_path):
+    text = render("prepare", Profile(name="x", signal_lead=0), tmp_path)
+    assert "--signal" not in text and "resubmit" not in text
+    assert "#SBATCH --signal=USR1@45\n" in render("prepare", Profile(name="x", signal_lead=45),
+                                                  tmp_path)
+
+
 def test_chain_uses_afterok_and_parses_ids():
     calls = []
 
@@ -180,6 +187,11 @@ def test_bad_profiles_are_refused(tmp_path):
     ("launcher = \"srun 'oops\"", r"launcher = \"srun 'oops\": cannot be split into words"),
     ('gpus_per_node = -1', r"gpus_per_node = -1: must be an integer >= 0"),
     ('setup = "module load x"', r"setup = 'module load x': must be a list of strings"),
+    ('signal_lead = -1', r"signal_lead = -1: seconds before the time limit .* an integer from 0 "
+                         r"\(no warning\) to 65535"),
+    ('signal_lead = "60"', r"signal_lead = '60': seconds before the time limit"),
+    ('signal_lead = 70000', r"signal_lead = 70000: seconds"),
+    ('signal_lead = 0', None),
 ])
 def test_profile_fields_that_would_end_a_directive_are_refused(toml, message, tmp_path):
     path = tmp_path / "site.toml"
@@ -408,7 +420,10 @@ def _wait_for_chain(run_dir: Path, timeout: float = 480) -> list[dict]:
     t0 = time.time()
     while time.time() - t0 < timeout:
         jobs = read_jobs(run_dir)
-        states = [slurm_state(j["job"])["state"] for j in jobs]
+        found = [slurm_state(j["job"]) for j in jobs]
+        states = [f["state"] for f in found]
+        stuck = [j["job"] for j, f in zip(jobs, found) if f["reason"] == "DependencyNeverSatisfied"]
+        assert not stuck, f"jobs {stuck} wait for a job that failed: the chain is broken"
         if jobs and all(s in ENDED for s in states) and read_jobs(run_dir) == jobs:
             return jobs
         time.sleep(1)

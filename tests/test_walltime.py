@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from conftest import TINY_TOML, assert_same_data, glasscam, read_stage, start_glasscam, wait_for_shards
-from glasscam_mpi.jobs import moved_dependency
+from conftest import (TINY_TOML, assert_same_data, glasscam, read_stage, start_glasscam,
+                      wait_for_shards)
+from glasscam_mpi.jobs import moved_dependency, slurm_state
 from glasscam_mpi.slurm import SlurmError
 from glasscam_mpi.walltime import EXIT_NOT_FINISHED
 
@@ -109,3 +110,26 @@ def test_moved_dependency_replaces_the_stopped_job_and_drops_fulfilled_ones():
     assert moved_dependency("afterok:12+5(unfulfilled)", "12", "15") == "afterok:15"
     with pytest.raises(SlurmError, match="cannot read the dependency 'singleton'"):
         moved_dependency("singleton", "12", "15")
+
+
+def test_slurm_state_falls_back_to_sacct_then_unknown():
+    """slurmctld forgets a job MinJobAge after it ends: sacct is asked next (where the
+    cluster keeps accounting), and without it the state is UNKNOWN, never a guess."""
+    import subprocess
+
+    def runner(answers):
+        def run(cmd, **kw):
+            rc, out = answers[cmd[0]]
+            return subprocess.CompletedProcess(cmd, rc, stdout=out, stderr="")
+        return run
+
+    gone = (1, "")
+    assert slurm_state("42", runner({"scontrol": gone, "sacct": (0, "FAILED|75:0\n")})) == \
+        {"state": "FAILED", "exit_code": 75, "reason": "", "source": "sacct"}
+    assert slurm_state("42", runner({"scontrol": gone, "sacct": (0, "CANCELLED by 0|0:15\n")})) \
+        == {"state": "CANCELLED", "exit_code": 0, "reason": "", "source": "sacct"}
+    assert slurm_state("42", runner({"scontrol": gone, "sacct": (1, "")}))["state"] == "UNKNOWN"
+    line = ("JobId=42 JobName=glasscam-prepare JobState=PENDING Reason=Dependency "
+            "Dependency=afterok:41(unfulfilled) ExitCode=0:0 Command=/x/a JobState=y")
+    assert slurm_state("42", runner({"scontrol": (0, line)})) == \
+        {"state": "PENDING", "exit_code": 0, "reason": "Dependency", "source": "scontrol"}
