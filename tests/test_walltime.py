@@ -133,3 +133,31 @@ def test_slurm_state_falls_back_to_sacct_then_unknown():
             "Dependency=afterok:41(unfulfilled) ExitCode=0:0 Command=/x/a JobState=y")
     assert slurm_state("42", runner({"scontrol": (0, line)})) == \
         {"state": "PENDING", "exit_code": 0, "reason": "Dependency", "source": "scontrol"}
+
+
+@pytest.mark.mpi
+def test_usr1_in_a_propensity_round_merges_nothing_and_a_rerun_gives_the_same_data(
+        tiny_prepared, tmp_path):
+    """Propensity runs its replicas in rounds and merges them at the end: stopped in the
+    first round it must neither merge half-run replicas into data nor decide on a partial
+    round; the continuation gives the uninterrupted result."""
+    from test_mpi_indicators_propensity import PROPENSITY_TOML
+
+    from conftest import copy_prepared
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(TINY_TOML + PROPENSITY_TOML.replace("n_replicas = 3", "n_replicas = 12"))
+    ref = copy_prepared(tiny_prepared, tmp_path / "ref")
+    run = copy_prepared(tiny_prepared, tmp_path / "run")
+    glasscam(["propensity", "--config", str(cfg), "--run-dir", str(ref)], n=2)
+    proc = start_glasscam(["propensity", "--config", str(cfg), "--run-dir", str(run)], n=2)
+    wait_for_shards(run, "propensity/rounds/r0", 3, proc)
+    assert signal_ranks(proc) == 2
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_NOT_FINISHED, err
+    assert "stopped on the walltime warning with 24 of 24 replicas left" in err
+    assert not (run / "propensity.h5").exists()
+    assert not list((run / "shards" / "propensity").glob("*.npz"))   # no replica merged
+    assert not (run / "shards" / "propensity" / "rounds" / "r1").exists()
+    glasscam(["propensity", "--run-dir", str(run)], n=2)
+    assert_same_data(read_stage(ref / "propensity.h5"), read_stage(run / "propensity.h5"))
