@@ -170,8 +170,6 @@ def slurm_state(job: str, runner: Runner = subprocess.run) -> dict:
 
 def status(run_dir: Path | str, runner: Runner = subprocess.run) -> dict:
     """Every recorded job with its Slurm state, and the stages' progress (``glasscam info``)."""
-    from glasscam_mpi.info import describe
-
     jobs = read_jobs(run_dir)
     continued = {j["continues"]: j["job"] for j in jobs if j.get("continues")}
     out = []
@@ -183,10 +181,30 @@ def status(run_dir: Path | str, runner: Runner = subprocess.run) -> dict:
                              f"{continued[j['job']]}" if j["job"] in continued else
                              f"not finished (exit {EXIT_NOT_FINISHED}), no continuation recorded")
         out.append(entry)
-    stages = describe(run_dir)["stages"]
     return {"run_dir": str(Path(run_dir).resolve()), "jobs": out,
-            "stages": {name: {"complete": s.get("complete", False), **s.get("tasks", {})}
-                       for name, s in stages.items()}}
+            "stages": stage_progress(run_dir)}
+
+
+def stage_progress(run_dir: Path | str) -> dict[str, dict]:
+    """{stage: complete, done, failed, total}: ``glasscam info``'s task counts, plus the
+    total of a task farm under way (from its plan, which reads only earlier stages)."""
+    from glasscam_mpi.config import ConfigError
+    from glasscam_mpi.info import describe
+    from glasscam_mpi.rundir import RunDir
+    from glasscam_mpi.stages import STAGES
+    from glasscam_mpi.stages.engine import FarmStage
+
+    rd = RunDir(run_dir)
+    out = {}
+    for name, s in describe(run_dir)["stages"].items():
+        entry = {"complete": s.get("complete", False), **s.get("tasks", {})}
+        if not entry["complete"] and "done" in entry and isinstance(STAGES[name], FarmStage):
+            try:
+                entry["total"] = STAGES[name].plan(rd, rd.saved_config()).n_tasks
+            except (ConfigError, OSError, KeyError):
+                pass  # an earlier stage it reads is missing or damaged: no total
+        out[name] = entry
+    return out
 
 
 def format_status(st: dict) -> str:

@@ -3,6 +3,7 @@ sends; mpiexec/hydra forwards it to the ranks) stops a task farm, the tasks in f
 finish, the stage exits 75 with no stage file, and running it again completes it with the
 data of an uninterrupted run. The jobs on a real Slurm are in test_slurm.py."""
 
+import json
 import os
 import signal
 import time
@@ -77,6 +78,12 @@ def test_usr1_stops_the_farm_with_75_and_a_rerun_gives_the_uninterrupted_data(tm
     # the tasks in flight finished and were written whole; nothing half-written is left
     assert 2 <= len(shards) < 24 and all(n.endswith(".ok.npz") for n in shards), shards
     assert f"stopped on the walltime warning with {24 - len(shards)} of 24 runs left" in err
+
+    # glasscam status: no Slurm job recorded here, the progress from the shards
+    st = json.loads(glasscam(["status", str(run), "--json"]).stdout)
+    assert st["jobs"] == [] and st["stages"]["prepare"] == {
+        "complete": False, "done": len(shards), "failed": 0, "total": 24}
+    assert "(no jobs recorded" in glasscam(["status", str(run)]).stdout
 
     res = glasscam(["prepare", "--run-dir", str(run)], n=2)
     assert f"{24 - len(shards)} of 24 runs to do" in res.stdout
