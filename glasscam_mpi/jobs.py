@@ -92,8 +92,9 @@ _DEP = re.compile(r"^(after\w*):(\d+)(?:\+\d+)?\((\w+)\)$")
 
 
 def waiting_on(job: str, runner: Runner = subprocess.run) -> dict[str, str]:
-    """{pending job: its dependency string} for every pending job that waits on ``job``."""
-    res = _run(runner, ["squeue", "-h", "-t", "PD", "-o", "%i|%E"])
+    """{pending job: its dependency string} for every pending job of this user that waits
+    on ``job`` (only the owner may change a job's dependency)."""
+    res = _run(runner, ["squeue", "--me", "-h", "-t", "PD", "-o", "%i|%E"])
     if res.returncode != 0:
         raise SlurmError(f"squeue failed ({res.returncode}): {res.stderr.strip()}")
     out = {}

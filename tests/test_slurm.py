@@ -392,16 +392,17 @@ def test_train_job_resubmitted_after_a_crash_resumes_then_gradcam_runs(local_slu
         assert fh["gamma"].shape == (len(fh["runs"]), 2, 64) and (fh["gamma"][:] >= 0).all()
 
 
-# A prepare of 24 runs of ~4.7 s each: ~56 s of work for 2 ranks. Under a 1-minute limit
-# with the warning 30 s before it, measured on slurm 22.05: the warning comes 10-20 s into
-# the job (Slurm may send it up to a minute early), so one job does ~4-8 runs and the stage
-# takes 3-6 jobs (~30 s each).
+# A prepare of 40 runs of ~4.7 s each: ~94 s of work for 2 ranks, under a 1-minute limit
+# with the warning 50 s before it. Slurm checks limits periodically (measured on 22.05: the
+# warning came 15-25 s into the job, with a lead of 30 s or 50 s), so a job works at most
+# ~40 s plus the runs in flight: the stage takes at least three jobs even on a quiet
+# machine (24 runs once fitted into two jobs).
 SHORT_PROFILE = """\
 partition = "local"
 nodes = 1
 ntasks_per_node = 2
 time = "00:01:00"
-signal_lead = 30
+signal_lead = 50
 launcher = "srun --mpi=pmi2"
 """
 
@@ -441,7 +442,7 @@ def test_prepare_outliving_its_walltime_continues_unattended_and_equals_mpiexec(
     from conftest import TINY_TOML
 
     cfg = tmp_path / "c.toml"
-    cfg.write_text(TINY_TOML.replace("n_runs = 6", "n_runs = 24")
+    cfg.write_text(TINY_TOML.replace("n_runs = 6", "n_runs = 40")
                    .replace("cooling_rate = 0.2", "cooling_rate = 0.005"))
     profile = tmp_path / "short.toml"
     profile.write_text(SHORT_PROFILE)
@@ -479,7 +480,7 @@ def test_prepare_outliving_its_walltime_continues_unattended_and_equals_mpiexec(
     assert [(j["job"], j["state"]) for j in st["jobs"] if j["stage"] == "prepare"] == \
         [(j["job"], "FAILED") for j in prepare[:-1]] + [(last, "COMPLETED")]
     assert st["jobs"][0]["note"] == f"not finished (exit 75): continued as job {prepare[1]['job']}"
-    assert st["stages"]["prepare"] == {"complete": True, "total": 24, "done": 24, "failed": 0,
+    assert st["stages"]["prepare"] == {"complete": True, "total": 40, "done": 40, "failed": 0,
                                        "missing": 0}
     table = glasscam(["status", str(rd)]).stdout
     assert f"prepare     {first[0]:>8}  FAILED        75  not finished" in table
