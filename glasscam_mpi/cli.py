@@ -6,12 +6,16 @@
     mpiexec -n K glasscam run --preset demo --run-dir DIR     (every stage, in order)
     glasscam submit prepare --profile local --preset demo --run-dir DIR   (Slurm, afterok)
     glasscam plan --preset paper-kam --profile generic         (cost per stage, before submitting)
+    glasscam status DIR                  (its Slurm jobs and stage progress)
+    glasscam cancel DIR                  (scancel every job of the run directory not ended)
     glasscam config --preset paper-kam --set prepare.n_runs=100   (show the resolved config)
     glasscam env                                               (the MPI/HDF5/LAMMPS stack)
 
 Under ``mpiexec``/``srun`` every rank runs the same command; only rank 0 prints reports.
 A user error (bad config, busy run directory) is printed once and exits with status 2
-on every rank; an unexpected error on any rank aborts the whole job.
+on every rank; an unexpected error on any rank aborts the whole job. A stage stopped by
+the walltime warning (SIGUSR1 from Slurm) with tasks left exits with status 75 on every
+rank: not finished, run it again to continue (:mod:`glasscam_mpi.walltime`).
 """
 
 from __future__ import annotations
@@ -105,6 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take the training rate from RUN_DIR/logs/train.json (e.g. a short "
                         "run on the cluster's GPU) instead of measuring it here")
 
+    p = sub.add_parser("status", help="the Slurm jobs of a run directory and its stages' progress",
+                       description="Each job 'glasscam submit' recorded in DIR/jobs.json (and "
+                                   "each continuation after a walltime stop) with its Slurm "
+                                   "state (scontrol, else sacct), and every stage's progress "
+                                   "from its task shards.")
+    p.add_argument("run_dir", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("cancel", help="cancel every Slurm job of a run directory not yet ended",
+                       description="scancel every job recorded in DIR/jobs.json that is still "
+                                   "queued or running (the whole chain, continuations included).")
+    p.add_argument("run_dir", metavar="DIR")
+
+    p = sub.add_parser("resubmit", help="continue a stage in a new Slurm job (job scripts run it)",
+                       description="Called by a job script when its stage exited 75 (stopped "
+                                   "on the walltime warning): submit DIR/jobs/STAGE.sbatch "
+                                   "again after job JOB ends (afterany), move the queued jobs "
+                                   "that waited for JOB (afterok) onto the new one, and record "
+                                   "it in DIR/jobs.json.")
+    p.add_argument("stage", metavar="STAGE")
+    p.add_argument("--run-dir", required=True, help="run directory")
+    p.add_argument("--job", required=True, help="the id of the job that stopped unfinished")
+
     p = sub.add_parser("info", help="JSON summary of a run directory",
                        description="Which stages are complete, tasks done/failed/missing, the "
                                    "resolved config and each stage's headline figures, as JSON.")
@@ -159,9 +186,55 @@ def _cmd_submit(args, comm) -> int:
         if args.dry_run:
             print(f"# ---- {path}\n{text}")
     if not args.dry_run:
-        jobs = Slurm().submit_chain(scripts)
+        from glasscam_mpi.jobs import record_jobs
+
+        jobs: list[str] = []
+        try:
+            for script in scripts:
+                jobs.append(Slurm().submit(script, after=jobs[-1:]))
+        finally:  # record what was submitted, even when a later sbatch failed
+            record_jobs(rd.path, [{"stage": stage, "job": job, "script": script,
+                                   "after": ([jobs[k - 1]] if k else [])}
+                                  for k, (stage, job, script)
+                                  in enumerate(zip(args.stages, jobs, scripts))])
         for stage, job in zip(args.stages, jobs):
             print(f"{stage}: job {job}")
+    return 0
+
+
+def _known_run_dir(path: str) -> Path:
+    from glasscam_mpi.config import ConfigError
+
+    if not (Path(path) / "config.toml").exists():
+        raise ConfigError(f"{path} is not a run directory (no config.toml)")
+    return Path(path)
+
+
+def _cmd_status(args, comm) -> int:
+    from glasscam_mpi.jobs import format_status, status
+
+    if comm.Get_rank() == 0:
+        st = status(_known_run_dir(args.run_dir))
+        print(json.dumps(st, indent=2) if args.json else format_status(st))
+    return 0
+
+
+def _cmd_cancel(args, comm) -> int:
+    from glasscam_mpi.jobs import cancel
+
+    if comm.Get_rank() == 0:
+        done = cancel(_known_run_dir(args.run_dir))
+        print(f"cancelled {len(done)} job(s): {' '.join(done)}" if done else
+              f"no job of {args.run_dir} is queued or running")
+    return 0
+
+
+def _cmd_resubmit(args, comm) -> int:
+    from glasscam_mpi.jobs import resubmit
+
+    if comm.Get_rank() == 0:
+        new = resubmit(_known_run_dir(args.run_dir), args.stage, args.job)
+        print(f"{args.stage}: not finished in job {args.job}; continues as job {new}", flush=True)
     return 0
 
 
@@ -209,10 +282,16 @@ def _cmd_env(args, comm) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "submit": _cmd_submit, "plan": _cmd_plan, "info": _cmd_info,
+            "status": _cmd_status, "cancel": _cmd_cancel, "resubmit": _cmd_resubmit,
             "config": _cmd_config, "env": _cmd_env}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from glasscam_mpi import walltime
+
+    # first of all: Slurm may warn as soon as the job starts, and SIGUSR1's default action
+    # ends the process; and before MPI, torch or LAMMPS start threads (see walltime)
+    walltime.install()
     args = build_parser().parse_args(argv)
     from glasscam_mpi.config import ConfigError
     from glasscam_mpi.parallel import abort_on_error, world
@@ -226,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         if comm.Get_rank() == 0:
             print(f"glasscam {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except walltime.NotFinished as exc:
+        if comm.Get_rank() == 0:
+            print(f"glasscam {args.command}: not finished: {exc}", file=sys.stderr, flush=True)
+        return walltime.EXIT_NOT_FINISHED
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - any other failure ends every rank

@@ -107,18 +107,25 @@ class TaskFarm:
 
     Every rank must call :meth:`run` with the same ``todo``. Returns, on rank 0, the
     outcomes of all tasks sorted by index; on other ranks, an empty list.
+
+    ``stop`` (read on rank 0) ends the farm early: once it returns True no task is handed
+    out any more; the tasks in flight finish and are returned (the walltime warning,
+    :mod:`glasscam_mpi.walltime`). The first task is always handed out, so a job warned
+    as it starts still makes progress and a chain of continuations ends.
     """
 
     def __init__(self, comm, todo: Sequence[int], progress: Progress | None = None,
-                 poll: float = 0.005):
+                 poll: float = 0.005, stop: Callable[[], bool] | None = None):
         self.comm, self.todo, self.progress, self.poll = comm, list(todo), progress, poll
+        self.stop = stop
         self._next = 0
         self._lock = threading.Lock()
         self._outcomes: list[Outcome] = []
 
     def _take(self) -> int:
         with self._lock:
-            if self._next >= len(self.todo):
+            # stop counts once a task was handed out: every window makes progress
+            if self._next >= len(self.todo) or (self._next and self.stop and self.stop()):
                 return -1
             index = self.todo[self._next]
             self._next += 1

@@ -45,11 +45,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glasscam_mpi.config import ConfigError
+from glasscam_mpi.walltime import EXIT_NOT_FINISHED
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBSCRIPTS = ROOT / "jobscripts"
 PROFILES = ROOT / "hpc" / "profiles"
 GPU_STAGES = frozenset({"train", "gradcam"})
+# Stages that stop on the walltime warning and continue in a new job (task farms)
+CONTINUED_STAGES = frozenset({"prepare", "gradcam", "indicators", "propensity", "analyze"})
 
 
 class SlurmError(RuntimeError):
@@ -69,6 +72,8 @@ class Profile:
     launcher: str = "srun --mpi=pmi2"
     setup: tuple[str, ...] = ()
     sbatch_extra: tuple[str, ...] = field(default=())
+    # seconds before the time limit at which Slurm warns the task farms (SIGUSR1); 0: none
+    signal_lead: int = 300
 
 
 # What may go into an #SBATCH line (see the module docstring for how sbatch reads them).
@@ -110,6 +115,10 @@ def check_profile(profile: Profile, where: str | None = None) -> None:
                 "or change the directive")
     if not isinstance(profile.time, str) or not _TIME.fullmatch(profile.time):
         bad("time", profile.time, "use [D-]HH:MM:SS")
+    if (isinstance(profile.signal_lead, bool) or not isinstance(profile.signal_lead, int)
+            or not 0 <= profile.signal_lead <= 65535):
+        bad("signal_lead", profile.signal_lead, "seconds before the time limit at which "
+            "Slurm warns the job, an integer from 0 (no warning) to 65535 (Slurm's limit)")
     if not isinstance(profile.launcher, str) or _CONTROL.search(profile.launcher):
         bad("launcher", profile.launcher, "one line of command words, e.g. \"srun --mpi=pmi2\"")
     try:
@@ -209,7 +218,9 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
     return env.get_template(f"{stage}.sbatch.j2").render(
         p=profile, stage=stage, gpu=stage in GPU_STAGES, run_dir=run_dir,
         job_name=f"glasscam-{stage}", log=log, launcher=shlex.split(profile.launcher),
-        glasscam=list(glasscam), workdir=Path(workdir or run_dir).resolve())
+        glasscam=list(glasscam), workdir=Path(workdir or run_dir).resolve(),
+        continued=stage in CONTINUED_STAGES and profile.signal_lead > 0,
+        not_finished=EXIT_NOT_FINISHED)
 
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -234,14 +245,16 @@ class Slurm:
     def __init__(self, runner: Runner | None = None):
         self.runner = runner or subprocess.run
 
-    def submit_command(self, script: Path | str, after: Sequence[str] = ()) -> list[str]:
+    def submit_command(self, script: Path | str, after: Sequence[str] = (),
+                       kind: str = "afterok") -> list[str]:
         cmd = ["sbatch", "--parsable"]
         if after:
-            cmd.append("--dependency=afterok:" + ":".join(after))
+            cmd.append(f"--dependency={kind}:" + ":".join(after))
         return [*cmd, str(script)]
 
-    def submit(self, script: Path | str, after: Sequence[str] = ()) -> str:
-        cmd = self.submit_command(script, after)
+    def submit(self, script: Path | str, after: Sequence[str] = (), kind: str = "afterok") -> str:
+        """Submit ``script`` after the jobs ``after`` (``kind``: afterok, afterany)."""
+        cmd = self.submit_command(script, after, kind)
         try:
             res = self.runner(cmd, capture_output=True, text=True, env=submission_env())
         except FileNotFoundError:

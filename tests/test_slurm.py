@@ -19,8 +19,8 @@ import pytest
 
 from conftest import ROOT, assert_same_data, glasscam, read_stage
 from glasscam_mpi.config import ConfigError
-from glasscam_mpi.slurm import (Profile, Slurm, SlurmError, load_profile, render,
-                                stages_with_scripts, submission_env)
+from glasscam_mpi.slurm import (CONTINUED_STAGES, Profile, Slurm, SlurmError, load_profile,
+                                render, stages_with_scripts, submission_env)
 
 GOLDEN = ROOT / "tests" / "golden"
 EXE = "/opt/glasscam/.venv/bin/glasscam"
@@ -63,7 +63,17 @@ def test_every_value_is_one_shell_word(stage, tmp_path):
     assert _bash_words(next(x for x in lines if x.startswith("cd "))) == ["cd", str(run_dir)]
     launcher = [] if stage == "report" else ["srun", "--mpi=pmi2"]
     options = ["--resume"] if stage == "train" else []
-    assert _bash_words(lines[-1]) == [*launcher, *exe, stage, *options, "--run-dir", str(run_dir)]
+    command = next(x for x in lines if x.endswith(" || status=$?"))
+    assert _bash_words(command.removesuffix(" || status=$?")) == [
+        *launcher, *exe, stage, *options, "--run-dir", str(run_dir)]
+    resubmit = [x.strip() for x in lines if " resubmit " in x]
+    if stage in CONTINUED_STAGES:   # the continuation after a walltime stop, same quoting
+        assert len(resubmit) == 1 and _bash_words(resubmit[0].replace('"$SLURM_JOB_ID"', "J")) \
+            == [*exe, "resubmit", stage, "--run-dir", str(run_dir), "--job", "J"]
+        assert "#SBATCH --signal=USR1@300" in lines
+    else:
+        assert resubmit == [] and "--signal" not in text
+    assert lines[-1] == 'exit "$status"'
     assert list(tmp_path.iterdir()) == [script]   # bash created nothing
 
 
@@ -97,6 +107,13 @@ def test_gpu_lines_only_for_gpu_stages(tmp_path):
     train = render("train", prof, tmp_path)
     assert "#SBATCH --gpus-per-node=4" in train and "train --resume --run-dir" in train
     assert "#SBATCH --gpus-per-node=4" in render("gradcam", prof, tmp_path)
+
+
+def test_signal_lead_zero_means_no_warning_and_no_continuation(tmp_path):
+    text = render("prepare", Profile(name="x", signal_lead=0), tmp_path)
+    assert "--signal" not in text and "resubmit" not in text
+    assert "#SBATCH --signal=USR1@45\n" in render("prepare", Profile(name="x", signal_lead=45),
+                                                  tmp_path)
 
 
 def test_chain_uses_afterok_and_parses_ids():
@@ -170,6 +187,11 @@ def test_bad_profiles_are_refused(tmp_path):
     ("launcher = \"srun 'oops\"", r"launcher = \"srun 'oops\": cannot be split into words"),
     ('gpus_per_node = -1', r"gpus_per_node = -1: must be an integer >= 0"),
     ('setup = "module load x"', r"setup = 'module load x': must be a list of strings"),
+    ('signal_lead = -1', r"signal_lead = -1: seconds before the time limit .* an integer from 0 "
+                         r"\(no warning\) to 65535"),
+    ('signal_lead = "60"', r"signal_lead = '60': seconds before the time limit"),
+    ('signal_lead = 70000', r"signal_lead = 70000: seconds"),
+    ('signal_lead = 0', None),
 ])
 def test_profile_fields_that_would_end_a_directive_are_refused(toml, message, tmp_path):
     path = tmp_path / "site.toml"
@@ -368,3 +390,132 @@ def test_train_job_resubmitted_after_a_crash_resumes_then_gradcam_runs(local_slu
             np.testing.assert_array_equal(a[key][:], b[key][:], err_msg=key)
     with h5py.File(rd / "gradcam.h5", "r") as fh:
         assert fh["gamma"].shape == (len(fh["runs"]), 2, 64) and (fh["gamma"][:] >= 0).all()
+
+
+# A prepare of 40 runs of ~4.7 s each: ~94 s of work for 2 ranks, under a 1-minute limit
+# with the warning 50 s before it. Slurm checks limits periodically (measured on 22.05: the
+# warning came 15-25 s into the job, with a lead of 30 s or 50 s), so a job works at most
+# ~40 s plus the runs in flight: the stage takes at least three jobs even on a quiet
+# machine (24 runs once fitted into two jobs).
+SHORT_PROFILE = """\
+partition = "local"
+nodes = 1
+ntasks_per_node = 2
+time = "00:01:00"
+signal_lead = 50
+launcher = "srun --mpi=pmi2"
+"""
+
+
+def _job_field(job: str, key: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", "--oneliner", job], capture_output=True,
+                         text=True, check=True).stdout
+    return next(w.split("=", 1)[1] for w in out.split() if w.startswith(f"{key}="))
+
+
+def _wait_for_chain(run_dir: Path, timeout: float = 480) -> list[dict]:
+    """Wait until every job recorded in run_dir/jobs.json has ended (continuations
+    included); returns the record."""
+    from glasscam_mpi.jobs import ENDED, read_jobs, slurm_state
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        jobs = read_jobs(run_dir)
+        found = [slurm_state(j["job"]) for j in jobs]
+        states = [f["state"] for f in found]
+        stuck = [j["job"] for j, f in zip(jobs, found) if f["reason"] == "DependencyNeverSatisfied"]
+        assert not stuck, f"jobs {stuck} wait for a job that failed: the chain is broken"
+        if jobs and all(s in ENDED for s in states) and read_jobs(run_dir) == jobs:
+            return jobs
+        time.sleep(1)
+    raise AssertionError(f"the chain in {run_dir} did not end in {timeout} s: "
+                         f"{list(zip([j['job'] for j in jobs], states))}")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_prepare_outliving_its_walltime_continues_unattended_and_equals_mpiexec(local_slurm,
+                                                                                tmp_path):
+    """A 1-minute limit and a prepare that needs 3+ such jobs: each job stops on the
+    warning, exits 75 and submits its continuation; the indicators job queued after it
+    waits for the last one; prepare.h5 equals an uninterrupted mpiexec run."""
+    from conftest import TINY_TOML
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY_TOML.replace("n_runs = 6", "n_runs = 40")
+                   .replace("cooling_rate = 0.2", "cooling_rate = 0.005"))
+    profile = tmp_path / "short.toml"
+    profile.write_text(SHORT_PROFILE)
+    ref = tmp_path / "ref"   # the uninterrupted run (first: the two share 2 cores)
+    glasscam(["prepare", "--config", str(cfg), "--run-dir", str(ref)], n=2)
+    rd = tmp_path / "slurm run"
+    res = glasscam(["submit", "prepare", "indicators", "--profile", str(profile), "--config",
+                    str(cfg), "--run-dir", str(rd)])
+    first = [line.split("job ")[1] for line in res.stdout.splitlines() if ": job " in line]
+    assert len(first) == 2
+    jobs = _wait_for_chain(rd)
+
+    prepare = [j for j in jobs if j["stage"] == "prepare"]
+    assert len(prepare) >= 3, prepare
+    assert prepare[0]["job"] == first[0] and prepare[0]["continues"] is None
+    for before, after in zip(prepare, prepare[1:]):
+        assert after["continues"] == before["job"] and after["after"] == [before["job"]]
+        log = (rd / "logs" / f"slurm-prepare-{before['job']}.out").read_text()
+        assert "walltime warning (SIGUSR1)" in log
+        assert f"prepare: not finished in job {before['job']}; continues as job {after['job']}" in log
+        assert (_job_field(before["job"], "JobState"), _job_field(before["job"], "ExitCode")) \
+            == ("FAILED", "75:0")
+    last = prepare[-1]["job"]
+    assert _job_field(last, "JobState") == "COMPLETED"
+    assert "prepare: wrote" in (rd / "logs" / f"slurm-prepare-{last}.out").read_text()
+    # the later stage waited for the whole prepare: it ran once, after the last job ended
+    indicators = [j for j in jobs if j["stage"] == "indicators"]
+    assert indicators[0]["job"] == first[1]
+    assert _job_field(indicators[-1]["job"], "JobState") == "COMPLETED"
+    assert _job_field(first[1], "StartTime") >= _job_field(last, "EndTime")
+    assert (rd / "indicators.h5").exists()
+
+    assert_same_data(read_stage(ref / "prepare.h5"), read_stage(rd / "prepare.h5"))
+    st = json.loads(glasscam(["status", str(rd), "--json"]).stdout)
+    assert [(j["job"], j["state"]) for j in st["jobs"] if j["stage"] == "prepare"] == \
+        [(j["job"], "FAILED") for j in prepare[:-1]] + [(last, "COMPLETED")]
+    assert st["jobs"][0]["note"] == f"not finished (exit 75): continued as job {prepare[1]['job']}"
+    assert st["stages"]["prepare"] == {"complete": True, "total": 40, "done": 40, "failed": 0,
+                                       "missing": 0}
+    table = glasscam(["status", str(rd)]).stdout
+    assert f"prepare     {first[0]:>8}  FAILED        75  not finished" in table
+
+
+@pytest.mark.slurm
+def test_cancel_ends_the_whole_chain_and_status_shows_it(local_slurm, tmp_path):
+    from conftest import TINY_TOML
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY_TOML.replace("n_runs = 6", "n_runs = 200"))   # minutes of work
+    rd = tmp_path / "run"
+    res = glasscam(["submit", "prepare", "indicators", "analyze", "--profile", "local",
+                    "--config", str(cfg), "--run-dir", str(rd)])
+    jobs = [line.split("job ")[1] for line in res.stdout.splitlines() if ": job " in line]
+    t0 = time.time()
+    while _job_field(jobs[0], "JobState") != "RUNNING":
+        assert time.time() - t0 < 60, _job_field(jobs[0], "JobState")
+        time.sleep(0.5)
+    st = json.loads(glasscam(["status", str(rd), "--json"]).stdout)
+    assert [j["state"] for j in st["jobs"]] == ["RUNNING", "PENDING", "PENDING"]
+    assert [j["reason"] for j in st["jobs"]][1:] == ["Dependency", "Dependency"]
+
+    res = glasscam(["cancel", str(rd)])
+    assert res.stdout == f"cancelled 3 job(s): {' '.join(jobs)}\n"
+    assert [_wait_for(j, timeout=60) for j in jobs] == ["CANCELLED"] * 3
+    assert glasscam(["cancel", str(rd)]).stdout == f"no job of {rd} is queued or running\n"
+    st = json.loads(glasscam(["status", str(rd), "--json"]).stdout)
+    assert [j["state"] for j in st["jobs"]] == ["CANCELLED"] * 3
+    assert not st["stages"]["prepare"]["complete"]
+
+
+def test_status_and_cancel_refuse_what_is_not_a_run_directory(tmp_path):
+    for command in ("status", "cancel"):
+        res = glasscam([command, str(tmp_path / "nowhere")], check=False)
+        assert res.returncode == 2 and res.stdout == ""
+        assert f"glasscam {command}: error: {tmp_path / 'nowhere'} is not a run directory" \
+            in res.stderr

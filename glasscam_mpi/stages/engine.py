@@ -29,6 +29,7 @@ from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.parallel import Outcome, Progress, TaskFarm, bcast_from_root, injected
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.store import RowSpec, write_stage_file
+from glasscam_mpi.walltime import NotFinished, stopping
 
 
 class TaskFailed(RuntimeError):
@@ -132,6 +133,13 @@ class FarmStage:
                     print(f"{self.name}: {rd.stage_file(self.name)} is already complete")
                 return {"complete": True}
             outcomes = self._farm(comm, rd, cfg, plan, todo, progress_every)
+            # the walltime warning stopped the farm: keep the shards, write no stage file
+            left = bcast_from_root(comm, lambda: rd.pending(
+                self.name, plan.n_tasks, retry_failed) if stopping() else [])
+            if left:
+                raise NotFinished(f"{self.name}: stopped on the walltime warning with "
+                                  f"{len(left)} of {plan.n_tasks} {self.unit} left; the "
+                                  "finished ones are kept, and the same command continues")
             path = self._write(comm, rd, cfg, plan)
             if self.reduce is not None:
                 self.reduce(comm, path, cfg, plan)
@@ -178,7 +186,7 @@ class FarmStage:
 
         progress = Progress(label, len(todo), self.unit, progress_every) \
             if comm.Get_rank() == 0 else None
-        return TaskFarm(comm, todo, progress).run(one)
+        return TaskFarm(comm, todo, progress, stop=stopping).run(one)
 
     def _write(self, comm, rd: RunDir, cfg: Config, plan):
         shards = rd.shards(self.name)

@@ -60,6 +60,7 @@ from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import FarmStage
 from glasscam_mpi.stages.prepare import estimate_t_star_of
 from glasscam_mpi.store import RowSpec, ShardStore
+from glasscam_mpi.walltime import stopping
 
 STAGE = "propensity"
 HELP = "isoconfigurational replica ensembles in LAMMPS -> dynamic propensity"
@@ -244,6 +245,8 @@ def _farm(stage: FarmStage, comm, rd: RunDir, cfg: Config, plan: Plan, todo: lis
             cfg, plan, i, r, cage_of(i // (plan.shape[1] * plan.shape[2])), rounds,
             inject_fault=i in faults and r == 0),
             store, f"{STAGE} {cfg.system.name} round {r + 1}/{n_rounds}", progress_every)
+        if bcast_from_root(comm, stopping):
+            return []  # walltime warning: a round half done decides and merges nothing
         if threshold > 0 and r < n_rounds - 1:
             def decide():
                 out = stopped.copy()

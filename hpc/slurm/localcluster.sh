@@ -87,7 +87,7 @@ JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
 InactiveLimit=0
 KillWait=5
-MinJobAge=300
+MinJobAge=3600
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
