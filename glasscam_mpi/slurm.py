@@ -215,8 +215,12 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
     env.filters["sh"] = shell_words
     # --output is a filename pattern: %j is the job id, %% a literal % (module docstring)
     log = str(run_dir / "logs").replace("%", "%%") + f"/slurm-{stage}-%j.out"
+    cpus = profile.cpus_per_task
+    if stage == "train" and profile.gpus_per_node:  # one task per GPU, the cores shared out
+        cpus = max(1, profile.ntasks_per_node * profile.cpus_per_task // profile.gpus_per_node)
     return env.get_template(f"{stage}.sbatch.j2").render(
         p=profile, stage=stage, gpu=stage in GPU_STAGES, run_dir=run_dir,
+        cpus_per_task=cpus,
         job_name=f"glasscam-{stage}", log=log, launcher=shlex.split(profile.launcher),
         glasscam=list(glasscam), workdir=Path(workdir or run_dir).resolve(),
         continued=stage in CONTINUED_STAGES and profile.signal_lead > 0,

@@ -8,6 +8,7 @@ message saying what is missing, so that CI cannot pass without them. To skip the
 purpose (a workstation without root, say), set ``GLASSCAM_SKIP_SLURM=1``.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -107,6 +108,26 @@ def test_gpu_lines_only_for_gpu_stages(tmp_path):
     train = render("train", prof, tmp_path)
     assert "#SBATCH --gpus-per-node=4" in train and "train --resume --run-dir" in train
     assert "#SBATCH --gpus-per-node=4" in render("gradcam", prof, tmp_path)
+
+
+def test_training_runs_one_task_per_gpu_with_the_cores_shared_out(tmp_path):
+    """generic: 4 nodes x 32 cores, 4 GPUs per node. train: 4 tasks per node, one per GPU,
+    8 cores (and OMP threads) each; gradcam keeps the 32 farm ranks per node sharing the
+    node's 4 GPUs (a task explains 2 samples: one rank alone cannot keep a GPU busy);
+    a CPU-only profile keeps its tasks for train."""
+    prof = load_profile("generic")
+    train = render("train", prof, tmp_path)
+    for line in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=4", "#SBATCH --cpus-per-task=8",
+                 "#SBATCH --gpus-per-node=4", "export OMP_NUM_THREADS=8"):
+        assert line + "\n" in train, line
+    gradcam = render("gradcam", prof, tmp_path)
+    for line in ("#SBATCH --ntasks-per-node=32", "#SBATCH --cpus-per-task=1",
+                 "#SBATCH --gpus-per-node=4", "export OMP_NUM_THREADS=1"):
+        assert line + "\n" in gradcam, line
+    cpu = dataclasses.replace(prof, gpus_per_node=0)
+    train_cpu = render("train", cpu, tmp_path)
+    assert "#SBATCH --ntasks-per-node=32\n" in train_cpu and "gpus" not in train_cpu
+    assert "#SBATCH --cpus-per-task=1\n" in train_cpu
 
 
 def test_signal_lead_zero_means_no_warning_and_no_continuation(tmp_path):
