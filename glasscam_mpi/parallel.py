@@ -58,11 +58,15 @@ def lammps_seeds(rng: np.random.Generator, n: int) -> tuple[int, ...]:
 
 @dataclass
 class Outcome:
-    """What a task reports back: its index, success, and a short message if it failed."""
+    """What a task reports back: its index, success, a short message if it failed, and
+    where and how long it ran (the rank, and its seconds including the shard write: the
+    stage log sums them per rank, so a scaling study can tell compute from waiting)."""
 
     index: int
     ok: bool
     message: str = ""
+    seconds: float = 0.0
+    rank: int = -1
 
 
 class Progress:
