@@ -112,8 +112,9 @@ class TaskFarm:
     """
 
     def __init__(self, comm, todo: Sequence[int], progress: Progress | None = None,
-                 poll: float = 0.005):
-        self.comm, self.todo, self.progress, self.poll = comm, list(todo), progress, poll
+                 poll: float | None = None):
+        self.comm, self.todo, self.progress = comm, list(todo), progress
+        self.poll = dispatcher_poll() if poll is None else poll
         self._next = 0
         self._lock = threading.Lock()
         self._outcomes: list[Outcome] = []
@@ -169,6 +170,24 @@ class TaskFarm:
             if index < 0:
                 return []
             last = fn(index)
+
+
+def dispatcher_poll() -> float:
+    """Seconds the dispatcher sleeps between ``Iprobe`` calls: 0.005, or
+    ``GLASSCAM_FARM_POLL`` (a knob for benchmarks/scaling.py, which measures what the
+    dispatcher thread costs rank 0's tasks against how long a request waits)."""
+    import os
+
+    text = os.environ.get("GLASSCAM_FARM_POLL", "")
+    if not text:
+        return 0.005
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0001 <= value <= 1.0:
+        raise ValueError(f"GLASSCAM_FARM_POLL = {text!r}: allowed: seconds from 0.0001 to 1")
+    return value
 
 
 def injected(variable: str, stage: str) -> set[int]:
