@@ -20,6 +20,11 @@ start-up or the stage file's writing; ``farm.ranks``: tasks and busy seconds per
   ``ceiling_over_weak_*_seconds`` compares absolute times (at one rank: the farm's per-task
   cost - LAMMPS set-up, energy samples, shard writes - against the ceiling's engine).
 
+Where the farm loses time, per farm row: ``*_idle_fraction`` (rank time not in tasks) and
+``*_rank0_task_time_over_others`` (rank 0 also runs the dispatcher thread; > 1: its tasks
+are slower). ``--poll 0.05`` adds weak runs with the dispatcher polling every 50 ms
+(``GLASSCAM_FARM_POLL``) instead of 5 ms.
+
 Farm and ceiling are measured in the same job, interleaved per rank count and repeated
 (``--repeats``); medians are reported. Absolute seconds move between nodes (one node ran
 the single rank 21 s, another 29 s), so trust the ratios. ``--bind both`` measures the
