@@ -58,13 +58,17 @@ def lammps_seeds(rng: np.random.Generator, n: int) -> tuple[int, ...]:
 
 @dataclass
 class Outcome:
-    """What a task reports back: its index, success, and a short message if it failed."""
+    """What a task reports back: its index, success, a short message if it failed, and
+    where and how long it ran (the rank, and its seconds including the shard write: the
+    stage log sums them per rank, so a scaling study can tell compute from waiting)."""
 
     index: int
     ok: bool
     message: str = ""
     cpu_seconds: float = 0.0   # CPU time of the task's thread (what ``glasscam plan`` predicts)
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # wall time of the computation
+    seconds: float = 0.0       # wall time of the task, its shard write included (farm record)
+    rank: int = -1             # the rank that ran it
 
 
 class Progress:
@@ -115,8 +119,9 @@ class TaskFarm:
     """
 
     def __init__(self, comm, todo: Sequence[int], progress: Progress | None = None,
-                 poll: float = 0.005, stop: Callable[[], bool] | None = None):
-        self.comm, self.todo, self.progress, self.poll = comm, list(todo), progress, poll
+                 poll: float | None = None, stop: Callable[[], bool] | None = None):
+        self.comm, self.todo, self.progress = comm, list(todo), progress
+        self.poll = dispatcher_poll() if poll is None else poll
         self.stop = stop
         self._next = 0
         self._lock = threading.Lock()
@@ -174,6 +179,24 @@ class TaskFarm:
             if index < 0:
                 return []
             last = fn(index)
+
+
+def dispatcher_poll() -> float:
+    """Seconds the dispatcher sleeps between ``Iprobe`` calls: 0.005, or
+    ``GLASSCAM_FARM_POLL`` (a knob for benchmarks/scaling.py, which measures what the
+    dispatcher thread costs rank 0's tasks against how long a request waits)."""
+    import os
+
+    text = os.environ.get("GLASSCAM_FARM_POLL", "")
+    if not text:
+        return 0.005
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0001 <= value <= 1.0:
+        raise ValueError(f"GLASSCAM_FARM_POLL = {text!r}: allowed: seconds from 0.0001 to 1")
+    return value
 
 
 def injected(variable: str, stage: str) -> set[int]:

@@ -132,7 +132,10 @@ class FarmStage:
                 if rank == 0:
                     print(f"{self.name}: {rd.stage_file(self.name)} is already complete")
                 return {"complete": True}
+            _timed.clear()
+            t_farm = time.perf_counter()
             outcomes = self._farm(comm, rd, cfg, plan, todo, progress_every)
+            t_farm = time.perf_counter() - t_farm
             # the walltime warning stopped the farm: keep the shards, write no stage file
             left = bcast_from_root(comm, lambda: rd.pending(
                 self.name, plan.n_tasks, retry_failed) if stopping() else [])
@@ -149,6 +152,7 @@ class FarmStage:
                 rd.finish(self.name, f"{plan.n_tasks} {self.unit}; {len(outcomes) - n_failed} "
                           f"ok and {n_failed} failed in this job", time.time() - t0,
                           comm.Get_size(), outcomes, unit=self.unit.rstrip("s"),
+                          farm=farm_record(t_farm, _timed, comm.Get_size()),
                           **task_seconds(outcomes))
             return {"complete": True}
 
@@ -171,22 +175,29 @@ class FarmStage:
         Returns the outcomes on rank 0 (sorted by index), an empty list elsewhere."""
         crashes = injected("GLASSCAM_INJECT_CRASH", self.name)
 
+        rank = comm.Get_rank()
+
         def one(index: int) -> Outcome:
             if index in crashes:
                 raise RuntimeError(f"injected crash in {self.name} task {index}")
-            cpu0, wall0 = time.thread_time(), time.perf_counter()
+            t0 = time.perf_counter()
+            cpu0 = time.thread_time()
             try:
                 arrays = compute(index)
             except self.failures as exc:
                 shards.write(index, error=str(exc))
-                return Outcome(index, False, str(exc))
-            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+                return Outcome(index, False, str(exc), seconds=time.perf_counter() - t0,
+                               rank=rank)
+            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - t0
             shards.write(index, arrays)
-            return Outcome(index, True, cpu_seconds=cpu, wall_seconds=wall)
+            return Outcome(index, True, cpu_seconds=cpu, wall_seconds=wall,
+                           seconds=time.perf_counter() - t0, rank=rank)
 
         progress = Progress(label, len(todo), self.unit, progress_every) \
             if comm.Get_rank() == 0 else None
-        return TaskFarm(comm, todo, progress, stop=stopping).run(one)
+        outcomes = TaskFarm(comm, todo, progress, stop=stopping).run(one)
+        _timed.extend(outcomes)
+        return outcomes
 
     def _write(self, comm, rd: RunDir, cfg: Config, plan):
         shards = rd.shards(self.name)
@@ -247,6 +258,25 @@ def task_seconds(outcomes) -> dict:
             "task_wall_seconds": {"sum": round(sum(wall), 3),
                                   "mean": round(sum(wall) / len(ok), 4),
                                   "max": round(max(wall), 4)}}
+
+
+# Rank 0: the timed outcomes of every run_tasks pass of the stage now running (propensity
+# makes one pass per round), for the farm record of its log.
+_timed: list[Outcome] = []
+
+
+def farm_record(seconds: float, outcomes: list[Outcome], size: int) -> dict:
+    """The farm's time on rank 0 and, per rank, the tasks it ran (propensity: segments) and
+    their summed seconds (``busy_seconds``; wall minus busy is time not computing: waiting
+    for a task, the end of the farm, a round's stop decision)."""
+    ranks = [{"rank": r, "tasks": 0, "busy_seconds": 0.0} for r in range(size)]
+    for o in outcomes:
+        if 0 <= o.rank < size:
+            ranks[o.rank]["tasks"] += 1
+            ranks[o.rank]["busy_seconds"] += o.seconds
+    for r in ranks:
+        r["busy_seconds"] = round(r["busy_seconds"], 4)
+    return {"seconds": round(seconds, 4), "ranks": ranks}
 
 
 @contextlib.contextmanager
