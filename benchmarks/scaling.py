@@ -22,8 +22,8 @@ start-up or the stage file's writing; ``farm.ranks``: tasks and busy seconds per
 
 Where the farm loses time, per farm row: ``*_idle_fraction`` (rank time not in tasks) and
 ``*_rank0_task_time_over_others`` (rank 0 also runs the dispatcher thread; > 1: its tasks
-are slower). ``--poll 0.05`` adds weak runs with the dispatcher polling every 50 ms
-(``GLASSCAM_FARM_POLL``) instead of 5 ms.
+are slower). ``--poll 0.005`` adds weak runs with the dispatcher polling at most every 5 ms
+(``GLASSCAM_FARM_POLL``) instead of the default 50 ms (both back off from 2 ms while idle).
 
 Farm and ceiling are measured in the same job, interleaved per rank count and repeated
 (``--repeats``); medians are reported. Absolute seconds move between nodes (one node ran

@@ -46,16 +46,16 @@ def check_measurement(stage: str, key: str, k: int, m: dict) -> None:
 def test_quick_study_at_one_and_two_ranks(tmp_path):
     out, png = tmp_path / "s.json", tmp_path / "s.png"
     proc = scaling(tmp_path, "--quick", "--ranks", "1,2", "--bind", "core",
-                   "--modes", "weak,strong", "--poll", "0.05", "--repeats", "3",
+                   "--modes", "weak,strong", "--poll", "0.005", "--repeats", "3",
                    "--out", str(out), "--png", str(png), "--workdir", str(tmp_path / "work"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d = json.loads(out.read_text())
     assert d["ranks"] == [1, 2] and d["tasks_per_rank"] == 4 and d["strong_tasks"] == 4
     assert d["ceiling_engine"] in ("lmp", "python")
-    assert d["dispatcher_poll_s"] == 0.005 and d["extra_polls_s"] == [0.05]
+    assert d["dispatcher_poll_s"] == 0.05 and d["extra_polls_s"] == [0.005]
     assert set(d["results"]) == {"prepare", "propensity"}
-    keys = {"weak_bound", "strong_bound", "ceiling", "weak_bound_poll0.05"}
+    keys = {"weak_bound", "strong_bound", "ceiling", "weak_bound_poll0.005"}
     for stage, res in d["results"].items():
         assert set(res["raw"]) == keys, stage
         for key, by_rank in res["raw"].items():
@@ -72,7 +72,7 @@ def test_quick_study_at_one_and_two_ranks(tmp_path):
         for key in keys - {"ceiling"}:
             assert 0 <= table[2][f"{key}_idle_fraction"] < 1
             assert 0 < table[2][f"{key}_rank0_task_time_over_others"] < 10
-        for key in ("weak_bound", "weak_bound_poll0.05"):
+        for key in ("weak_bound", "weak_bound_poll0.005"):
             ratio = table[2][f"{key}_over_ceiling"]
             assert ratio == pytest.approx(table[2][f"{key}_efficiency"]
                                           / table[2]["ceiling_efficiency"], rel=1e-3)
@@ -94,10 +94,21 @@ def test_dispatcher_poll_knob(monkeypatch):
     from glasscam_mpi.parallel import TaskFarm, dispatcher_poll
 
     monkeypatch.delenv("GLASSCAM_FARM_POLL", raising=False)
-    assert dispatcher_poll() == 0.005 and TaskFarm(None, [0]).poll == 0.005
-    monkeypatch.setenv("GLASSCAM_FARM_POLL", "0.05")
-    assert TaskFarm(None, [0]).poll == 0.05 and TaskFarm(None, [0], poll=0.01).poll == 0.01
+    assert dispatcher_poll() == 0.05 and TaskFarm(None, [0]).poll == 0.05
+    monkeypatch.setenv("GLASSCAM_FARM_POLL", "0.02")
+    assert TaskFarm(None, [0]).poll == 0.02 and TaskFarm(None, [0], poll=0.01).poll == 0.01
     for bad in ("abc", "0", "5"):
         monkeypatch.setenv("GLASSCAM_FARM_POLL", bad)
         with pytest.raises(ValueError, match=f"GLASSCAM_FARM_POLL = '{bad}': allowed"):
             dispatcher_poll()
+
+
+def test_dispatcher_backs_off_while_idle_and_not_past_its_limit():
+    from glasscam_mpi.parallel import POLL_MIN, backoff
+
+    waits = [POLL_MIN]
+    for _ in range(10):
+        waits.append(backoff(waits[-1], 0.05))
+    assert waits[:4] == [0.002, 0.004, 0.008, 0.016]
+    assert max(waits) == 0.05 and waits[-1] == 0.05
+    assert backoff(POLL_MIN, 0.0001) == POLL_MIN  # a limit below the floor keeps the floor
