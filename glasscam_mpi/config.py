@@ -123,7 +123,8 @@ class TrainSection:
 @dataclass(frozen=True)
 class GradcamSection:
     layer: int = _f(-1, -3, 2, doc="convolution whose feature maps are used; -1 = the last")
-    batch_size: int = _f(32, 1, 65536, doc="samples per Grad-CAM batch")
+    batch_size: int = _f(32, 1, 65536, doc="samples per Grad-CAM batch on a GPU: the farm "
+                                           "hands out blocks of batch_size / 2 test runs")
     model: str = _f("", doc="checkpoint to explain with; empty = this run directory's best model")
     target_glass: str = _f("glass", choices=("glass", "liquid"),
                            doc="class whose logit is explained on glass samples (the paper: glass)")

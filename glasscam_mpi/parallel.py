@@ -136,13 +136,15 @@ class TaskFarm:
             self._next += 1
             return index
 
-    def _record(self, outcome: Outcome | None) -> None:
+    def _record(self, outcome: Outcome | list[Outcome] | None) -> None:
+        """One task's outcome, or a block's list of them (FarmStage blocks)."""
         if outcome is None:
             return
         with self._lock:
-            self._outcomes.append(outcome)
-            if self.progress:
-                self.progress.update(outcome)
+            for o in (outcome if isinstance(outcome, list) else [outcome]):
+                self._outcomes.append(o)
+                if self.progress:
+                    self.progress.update(o)
 
     def _dispatch(self) -> None:
         from mpi4py import MPI

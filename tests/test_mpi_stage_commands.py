@@ -101,6 +101,30 @@ def test_gradcam_killed_mid_stage_resumes_to_the_same_result(gradcam_ref, traine
     assert_same_data(read_stage(gradcam_ref / "gradcam.h5"), read_stage(rd / "gradcam.h5"))
 
 
+def test_gradcam_in_blocks_of_runs_equals_one_run_per_task(gradcam_ref, trained, tmp_path):
+    """On a GPU the farm hands out blocks of [gradcam].batch_size / 2 consecutive test runs,
+    explained as one batch (GLASSCAM_GRADCAM_BLOCKS=1 does it here, on the CPU): 1 and 3
+    ranks write the same bits; against one run per task only the batch's float rounding
+    differs; every task keeps its shard. (The tiny set has 2 test runs: one block.)"""
+    env = {"GLASSCAM_GRADCAM_BLOCKS": "1"}
+    files = []
+    for n in (1, 3):
+        rd = _copy_tree(trained, tmp_path / f"blocks{n}")
+        res = glasscam(["gradcam", "--run-dir", str(rd), "--set", "gradcam.batch_size=4"],
+                       n=n, env=env)
+        assert "in blocks of 2 runs" in res.stdout
+        files.append(read_stage(rd / "gradcam.h5"))
+        n_runs = len(files[-1]["runs"])
+        assert len([p for p in (rd / "shards" / "gradcam").iterdir() if ".ok." in p.name]) \
+            == n_runs == 2
+    assert_same_data(files[0], files[1])
+    ref = read_stage(gradcam_ref / "gradcam.h5")
+    for key in ("runs", "status", "predicted", "zero"):
+        np.testing.assert_array_equal(files[0][key], ref[key], err_msg=key)
+    for key in ("gamma", "gamma_layers", "p_glass"):
+        np.testing.assert_allclose(files[0][key], ref[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
 @pytest.fixture(scope="module")
 def indicators_ref(tiny_prepared, tmp_path_factory):
     """indicators under 2 ranks on the parallel-HDF5 path (no fallback warning)."""
@@ -186,3 +210,13 @@ def test_train_restart_starts_over(gradcam_ref, tiny_prepared, tmp_path):
         assert ma.keys() == mb.keys()
         for k in ma:
             assert torch.equal(ma[k], mb[k]), (name, k)
+
+
+def test_blocks_follow_the_task_index_not_the_ranks():
+    from glasscam_mpi.stages.engine import task_blocks
+
+    assert task_blocks(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    # a rerun: what is left of each block, never regrouped across blocks
+    assert task_blocks([1, 2, 3, 7, 8], 3) == [[1, 2], [3], [7, 8]]
+    assert task_blocks([4, 0], 2) == [[4], [0]]
+    assert task_blocks([], 4) == []

@@ -91,6 +91,13 @@ class FarmStage:
             the one-pass farm (propensity runs its replicas in rounds with
             :meth:`run_tasks`); it must leave one shard per task of ``todo``.
         run_options: Keyword arguments ``glasscam run`` passes to this stage.
+        task_block: ``(ctx, [i, ...]) -> [arrays, ...]`` computes several tasks at once
+            (a GPU batch); used with ``block``.
+        block: ``(cfg, plan) -> k``: tasks are farmed in blocks of the k consecutive task
+            indices ``[b k, (b + 1) k)`` (those still to do), fixed by the task index and
+            not by the ranks, so a block is the same batch under any rank count and on a
+            rerun. Each task still has its own shard; a block whose batch fails is redone
+            task by task, so only the failing task is recorded failed.
     """
 
     name: str
@@ -109,6 +116,8 @@ class FarmStage:
     failures: tuple[type[BaseException], ...] = (TaskFailed,)
     farm: Callable[..., list] | None = None
     run_options: dict = field(default_factory=dict)
+    task_block: Callable[[Any, list[int]], list[dict]] | None = None
+    block: Callable[[Config, Any], int] | None = None
 
     # -- running -------------------------------------------------------------------------
     def run(self, comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
@@ -164,15 +173,22 @@ class FarmStage:
         with opener(rd, cfg, plan, comm) as ctx:
             if comm.Get_rank() == 0 and self.banner is not None:
                 print(self.banner(cfg, plan, len(todo), comm.Get_size()), flush=True)
+            k = self.block(cfg, plan) if self.block and self.task_block else 1
             return self.run_tasks(comm, todo, lambda i: self.task(ctx, i),
                                   rd.shards(self.name), f"{self.name} {cfg.system.name}",
-                                  progress_every)
+                                  progress_every, block=k,
+                                  compute_block=lambda idx: self.task_block(ctx, idx))
 
     def run_tasks(self, comm, todo: list[int], compute: Callable[[int], dict], shards,
-                  label: str, progress_every: float = 5.0) -> list[Outcome]:
+                  label: str, progress_every: float = 5.0, block: int = 1,
+                  compute_block: Callable[[list[int]], list[dict]] | None = None
+                  ) -> list[Outcome]:
         """Farm ``compute(index) -> arrays`` over the ranks for every index in ``todo``,
         writing each result (or its recorded failure) to ``shards``; rank 0 shows progress.
-        Returns the outcomes on rank 0 (sorted by index), an empty list elsewhere."""
+        With ``block`` > 1 and ``compute_block``, the farm hands out blocks of the indices
+        ``[b block, (b + 1) block)`` and computes each block in one call (see
+        :class:`FarmStage`). Returns the outcomes on rank 0 (sorted by index), an empty
+        list elsewhere."""
         crashes = injected("GLASSCAM_INJECT_CRASH", self.name)
 
         rank = comm.Get_rank()
@@ -195,7 +211,30 @@ class FarmStage:
 
         progress = Progress(label, len(todo), self.unit, progress_every) \
             if comm.Get_rank() == 0 else None
-        outcomes = TaskFarm(comm, todo, progress, stop=stopping).run(one)
+        if block > 1 and compute_block is not None:
+            blocks = task_blocks(todo, block)
+
+            def one_block(b: int) -> list[Outcome]:
+                idx = blocks[b]
+                if any(i in crashes for i in idx):
+                    raise RuntimeError(f"injected crash in {self.name} block of tasks {idx}")
+                t0, cpu0 = time.perf_counter(), time.thread_time()
+                try:
+                    results = compute_block(idx)
+                except self.failures:
+                    return [one(i) for i in idx]  # task by task: only the failing one fails
+                cpu, wall = time.thread_time() - cpu0, time.perf_counter() - t0
+                for i, arrays in zip(idx, results, strict=True):
+                    shards.write(i, arrays)
+                n = len(idx)
+                seconds = time.perf_counter() - t0
+                return [Outcome(i, True, cpu_seconds=cpu / n, wall_seconds=wall / n,
+                                seconds=seconds / n, rank=rank) for i in idx]
+
+            outcomes = TaskFarm(comm, list(range(len(blocks))), progress,
+                                stop=stopping).run(one_block)
+        else:
+            outcomes = TaskFarm(comm, todo, progress, stop=stopping).run(one)
         _timed.extend(outcomes)
         return outcomes
 
@@ -258,6 +297,15 @@ def task_seconds(outcomes) -> dict:
             "task_wall_seconds": {"sum": round(sum(wall), 3),
                                   "mean": round(sum(wall) / len(ok), 4),
                                   "max": round(max(wall), 4)}}
+
+
+def task_blocks(todo: list[int], k: int) -> list[list[int]]:
+    """The tasks of ``todo`` grouped by block ``i // k`` (in order): a block is fixed by the
+    task indices, never by the ranks, and on a rerun holds only what is left of it."""
+    groups: dict[int, list[int]] = {}
+    for i in todo:
+        groups.setdefault(i // k, []).append(i)
+    return list(groups.values())
 
 
 # Rank 0: the timed outcomes of every run_tasks pass of the stage now running (propensity
