@@ -155,3 +155,11 @@ def test_propensity_groups_rank_independent_and_close_to_one_rank(tmp_path, tiny
     assert early.sum() >= 5
     np.testing.assert_allclose(k2["cage_displacement"][:, early], k1["cage_displacement"][:, early],
                                atol=1e-5)
+
+
+def test_a_run_directory_keeps_its_ranks_per_task(tiny_prepared, tmp_path):
+    # k changes the trajectories (see the module doc), so a resumed job may not change it
+    run_dir = copy_prepared(tiny_prepared, tmp_path / "run")
+    res = glasscam(["prepare", "--run-dir", str(run_dir), "--set", "prepare.ranks_per_task=2"],
+                   check=False)
+    assert res.returncode == 2 and "[prepare].ranks_per_task: 1 -> 2" in res.stderr
