@@ -219,10 +219,9 @@ class FarmStage:
 
         progress = Progress(label, len(todo), self.unit, progress_every) \
             if comm.Get_rank() == 0 else None
-        try:
-            return groups.run(todo, one, progress)
-        finally:
-            groups.free()
+        outcomes = groups.run(todo, one, progress)
+        groups.free()  # collective: not in a finally, so a crash goes straight to the abort
+        return outcomes
 
     def _write(self, comm, rd: RunDir, cfg: Config, plan):
         shards = rd.shards(self.name)
