@@ -157,14 +157,19 @@ def snapshot(lmp, dim: int) -> dict[str, np.ndarray]:
     image = lmp.numpy.extract_atom("image")[:n]
     img = np.stack([((image >> shift) & 1023) - 512 for shift in (0, 10, 20)[:dim]], axis=1)
     typ = np.array(lmp.numpy.extract_atom("type")[:n], dtype=np.int8)[order] - 1
+    return _in_box(lmp, dim, x, img[order], typ)
+
+
+def _in_box(lmp, dim: int, x: np.ndarray, img: np.ndarray, typ: np.ndarray) -> dict:
+    """The snapshot of id-ordered coordinates x, image flags and types: positions in
+    [0, L) from the box origin, the periods they crossed added to the image flags."""
     boxlo, boxhi = lmp.extract_box()[:2]
     lo = np.array(boxlo[:dim])
     L = np.array(boxhi[:dim]) - lo
     if not np.all(np.isfinite(x)):
         raise MDError("non-finite atom coordinates")
     pos, wraps = wrap_counting_images(x - lo, L)
-    return {"positions": pos, "images": (img.astype(np.int32)[order] + wraps),
-            "types": typ, "box": L}
+    return {"positions": pos, "images": img.astype(np.int32) + wraps, "types": typ, "box": L}
 
 
 def gather_by_id(lmp, name: str, dim: int) -> np.ndarray:
@@ -183,13 +188,7 @@ def _snapshot_gathered(lmp, dim: int) -> dict[str, np.ndarray]:
     x = gather_by_id(lmp, "x", dim)
     img = np.ctypeslib.as_array(lmp.gather_atoms("image", 0, 3)).reshape(n, 3)[:, :dim]
     typ = np.ctypeslib.as_array(lmp.gather_atoms("type", 0, 1)).astype(np.int8) - 1
-    boxlo, boxhi = lmp.extract_box()[:2]
-    lo = np.array(boxlo[:dim])
-    L = np.array(boxhi[:dim]) - lo
-    if not np.all(np.isfinite(x)):
-        raise MDError("non-finite atom coordinates")
-    pos, wraps = wrap_counting_images(x - lo, L)
-    return {"positions": pos, "images": img.astype(np.int32) + wraps, "types": typ, "box": L}
+    return _in_box(lmp, dim, x, img, typ)
 
 
 def wrap_counting_images(shifted: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
