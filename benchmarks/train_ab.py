@@ -36,7 +36,7 @@ def run_one(tree: Path, data: Path, work: Path, device: str, batch: int, epochs:
     known = subprocess.run([sys.executable, "-c", "from glasscam_mpi.config import TrainSection;"
                             "import dataclasses;print(' '.join(f.name for f in "
                             "dataclasses.fields(TrainSection)))"],
-                           capture_output=True, text=True, check=True,
+                           capture_output=True, text=True, check=True, cwd=str(tree),
                            env={**os.environ, "PYTHONPATH": str(tree)}).stdout.split()
     # keep the config keys this version knows (an older one refuses newer keys)
     lines, section = [], ""
