@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glasscam_mpi.md.cooling import pair_lines
-from glasscam_mpi.md.engine import (MDError, commands, gather_by_id, open_lammps, snapshot,
-                                    thermo)
+from glasscam_mpi.md.engine import MDError, commands, open_lammps, snapshot, thermo
 from glasscam_mpi.systems import System
 
 
@@ -105,11 +104,8 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
                 stop: Callable[[np.ndarray], bool] | None = None,
                 restart_from: str | os.PathLike | None = None,
                 restart_to: str | os.PathLike | None = None,
-                inject_fault: bool = False, comm=None) -> ReplicaResult:
+                inject_fault: bool = False) -> ReplicaResult:
     """Run one replica and record unwrapped positions at ``steps``.
-
-    ``comm``: the ranks that run it together (default: this rank alone); each of them
-    calls this function and gets the same result, and the restart file is written once.
 
     A replica may run in segments: ``restart_to`` writes LAMMPS's binary restart file
     (positions, image flags, velocities, the thermostat's state, the step count) after the
@@ -141,8 +137,7 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
     n, d = positions.shape
     dynamics = dynamics_lines(T=T, seed=seed, timestep=timestep, ensemble=ensemble,
                               tdamp_steps=tdamp_steps)
-    group = comm.Get_size() if comm is not None else 1
-    with open_lammps(comm=comm) as lmp:
+    with open_lammps() as lmp:
         if restart_from is None:
             x3 = np.zeros((n, 3))
             x3[:, :d] = positions
@@ -153,8 +148,7 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
                 raise MDError(f"loaded {lmp.get_natoms()} of {n} particles")
             commands(lmp, dynamics + ["run 0 post no"])
             T0 = thermo(lmp, "temp")[0]
-            v = gather_by_id(lmp, "v", d) if group > 1 else \
-                _by_id(lmp, np.array(lmp.numpy.extract_atom("v")[:n, :d]))
+            v = _by_id(lmp, np.array(lmp.numpy.extract_atom("v")[:n, :d]))
             momentum0 = v.sum(axis=0)  # masses are 1 in every system here
         else:
             # the pair style and its coefficients, velocities, image flags and the
@@ -181,14 +175,9 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
             if stop is not None and stop(np.asarray(out)):
                 break
         if restart_to is not None:
-            # one name for the whole group (LAMMPS writes the file from its rank 0)
-            pid = comm.bcast(os.getpid(), root=0) if group > 1 else os.getpid()
-            tmp = f"{os.fspath(restart_to)}.tmp.{pid}"
+            tmp = f"{os.fspath(restart_to)}.tmp.{os.getpid()}"
             commands(lmp, [f"write_restart {tmp}"])
-            if group == 1 or comm.Get_rank() == 0:
-                os.replace(tmp, restart_to)
-            if group > 1:
-                comm.Barrier()
+            os.replace(tmp, restart_to)
     return ReplicaResult(np.array(recorded, dtype=np.int64), np.asarray(out), T0, momentum0, v)
 
 
