@@ -175,7 +175,10 @@ def _cmd_submit(args, comm) -> int:
     # Render first: a profile value or a run directory that cannot go into a job script
     # (e.g. a newline in the path) is refused before anything is created or written.
     texts = [(stage, render(stage, profile, rd.path)) for stage in args.stages]
-    rd.resolve_config(_requested(args))
+    requested = _requested(args)
+    if requested is not None:  # before the run directory is made
+        check_ranks_per_task(requested, profile, args.stages)
+    check_ranks_per_task(rd.resolve_config(requested), profile, args.stages)
     scripts = []
     for stage, text in texts:
         path = rd.path / "jobs" / f"{stage}.sbatch"
@@ -200,6 +203,21 @@ def _cmd_submit(args, comm) -> int:
         for stage, job in zip(args.stages, jobs):
             print(f"{stage}: job {job}")
     return 0
+
+
+def check_ranks_per_task(cfg, profile, stages) -> None:
+    """Refuse, at submission, a profile whose ranks per job are not a multiple of a
+    stage's ranks_per_task (the stage would refuse it at start-up, in the queue)."""
+    from glasscam_mpi.config import ConfigError
+
+    ranks = profile.nodes * profile.ntasks_per_node
+    for stage in stages:
+        k = getattr(getattr(cfg, stage, None), "ranks_per_task", 1)
+        if k > 1 and ranks % k:
+            raise ConfigError(f"[{stage}].ranks_per_task = {k}: profile {profile.name!r} runs "
+                              f"{profile.nodes} node(s) x {profile.ntasks_per_node} = {ranks} "
+                              f"rank(s) per job, not a multiple of {k}; allowed: a divisor "
+                              f"of {ranks}, or a profile with a multiple of {k} ranks")
 
 
 def _known_run_dir(path: str) -> Path:

@@ -544,3 +544,19 @@ def test_status_and_cancel_refuse_what_is_not_a_run_directory(tmp_path):
         assert res.returncode == 2 and res.stdout == ""
         assert f"glasscam {command}: error: {tmp_path / 'nowhere'} is not a run directory" \
             in res.stderr
+
+
+def test_submit_refuses_ranks_per_task_that_do_not_divide_the_job(tiny_config, tmp_path):
+    """The local profile runs 1 x 2 ranks: 3 ranks per LAMMPS task cannot split it; the
+    refusal comes at submission (the stage would refuse it only once the job runs)."""
+    run_dir = tmp_path / "rd"
+    res = glasscam(["submit", "prepare", "--dry-run", "--config", str(tiny_config),
+                    "--set", "prepare.ranks_per_task=3", "--run-dir", str(run_dir)],
+                   check=False)
+    assert res.returncode == 2, res.stderr
+    assert ("[prepare].ranks_per_task = 3: profile 'local' runs 1 node(s) x 2 = 2 rank(s) "
+            "per job, not a multiple of 3") in res.stderr
+    assert not run_dir.exists()  # nothing made: the config can still be corrected
+    ok = glasscam(["submit", "prepare", "--dry-run", "--config", str(tiny_config),
+                   "--set", "prepare.ranks_per_task=2", "--run-dir", str(tmp_path / "ok")])
+    assert "prepare --run-dir" in ok.stdout
