@@ -60,6 +60,9 @@ class PrepareSection:
     energy_samples: int = _f(100, 2, 100000, doc="points of (T, U) recorded along the ramp")
     min_distance: float = _f(0.7, 0.0, 2.0, lo_open=True,
                              doc="closest allowed start distance, in units of sigma_AA")
+    ranks_per_task: int = _f(1, 1, 4096,
+                             doc="MPI ranks that run one cooling run together (LAMMPS domain "
+                                 "decomposition); the job's rank count must be a multiple")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ class PropensitySection:
     stop_factor: float = _f(1.25, 0.0, 100.0,
                             doc="an ensemble (all its replicas) stops after the round where its "
                                 "delta reaches stop_factor * max(delta_targets); 0 = run to t_max")
+    ranks_per_task: int = _f(1, 1, 4096,
+                             doc="MPI ranks that run one replica together (LAMMPS domain "
+                                 "decomposition); the job's rank count must be a multiple")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ a short sleep, so it does not spin on a core) while its main thread computes. At
 on 2 cores that is 2 workers instead of 1. Workers report each finished task with their
 next request, so rank 0 can show progress (done / total, rate, ETA) for the whole job.
 
+With ``ranks_per_task`` = k > 1 (:class:`TaskGroups`), ``COMM_WORLD`` is split into groups
+of k consecutive ranks; the groups' leaders (group rank 0) form the farm's communicator,
+and each leader hands the task index it gets to its group, which runs the task together
+(one LAMMPS instance on the group's communicator). Only the leader writes the result.
+
 An unexpected exception on any rank prints its traceback with rank and host and calls
 ``MPI.COMM_WORLD.Abort``: the job ends instead of hanging.
 
@@ -217,6 +222,58 @@ def dispatcher_poll() -> float:
     if not 0.0001 <= value <= 1.0:
         raise ValueError(f"GLASSCAM_FARM_POLL = {text!r}: allowed: seconds from 0.0001 to 1")
     return value
+
+
+class TaskGroups:
+    """``comm`` split into groups of ``k`` consecutive ranks that each run one task at a time.
+
+    ``group``: this rank's group communicator (size k); ``leaders``: the communicator of the
+    group leaders (``None`` on the other ranks), on which the :class:`TaskFarm` runs, its
+    dispatcher on ``comm``'s rank 0. Every rank of ``comm`` must create it (collective) and
+    call :meth:`free` when done. ``comm``'s size must be a multiple of ``k``.
+    """
+
+    def __init__(self, comm, k: int):
+        from mpi4py import MPI
+
+        size, rank = comm.Get_size(), comm.Get_rank()
+        if k < 1 or size % k:
+            raise ValueError(f"{size} ranks cannot be split into groups of {k}")
+        self.k = k
+        self.group = comm.Split(rank // k, rank)
+        self.leader = self.group.Get_rank() == 0
+        leaders = comm.Split(0 if self.leader else MPI.UNDEFINED, rank)
+        self.leaders = None if leaders == MPI.COMM_NULL else leaders
+
+    def run(self, todo: Sequence[int], fn: Callable[[int], Outcome | None],
+            progress: Progress | None = None,
+            stop: Callable[[], bool] | None = None) -> list[Outcome]:
+        """Run ``fn(index)`` on every rank of a group for each task of ``todo`` (each task
+        by one group). ``fn`` returns its Outcome on the leader (what it returns elsewhere
+        is ignored). Returns the sorted outcomes on ``comm``'s rank 0, [] elsewhere."""
+        if not self.leader:
+            while (index := self.group.bcast(None, root=0)) >= 0:
+                fn(index)
+            return []
+
+        def lead(index: int) -> Outcome:
+            self.group.bcast(index, root=0)
+            return fn(index)
+
+        outcomes = TaskFarm(self.leaders, todo, progress, stop=stop).run(lead)
+        self.group.bcast(-1, root=0)
+        return outcomes
+
+    def agree(self, error: str | None) -> str | None:
+        """Collective over the group: the first rank's error message if any rank of the
+        group failed the task (so all of them record the same failure), else None."""
+        errors = self.group.allgather(error)
+        return next((e for e in errors if e is not None), None)
+
+    def free(self) -> None:
+        if self.leaders is not None:
+            self.leaders.Free()
+        self.group.Free()
 
 
 def injected(variable: str, stage: str) -> set[int]:

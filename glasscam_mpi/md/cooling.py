@@ -141,13 +141,16 @@ class CoolingResult:
 def run_cooling(system: System, n_particles: int, plan: CoolingPlan, *,
                 seeds: tuple[int, int, int], min_distance: float, timestep: float,
                 T_high: float, T_glass: float, tdamp_steps: float,
-                inject_fault: bool = False) -> CoolingResult:
+                inject_fault: bool = False, comm=None) -> CoolingResult:
     """One full cooling run. Raises :class:`MDError` on any failure.
+
+    ``comm``: the ranks that run it together (default: this rank alone); each of them
+    calls this function and gets the same result.
 
     ``inject_fault`` puts two atoms on top of each other mid-ramp (a real LAMMPS failure,
     used by the tests of the failure path).
     """
-    with open_lammps() as lmp:
+    with open_lammps(comm=comm) as lmp:
         commands(lmp, setup_lines(system, n_particles, seeds=seeds, min_distance=min_distance,
                                   timestep=timestep, T_high=T_high, tdamp_steps=tdamp_steps,
                                   n_equilibrate=plan.n_equilibrate))

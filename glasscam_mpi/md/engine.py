@@ -1,9 +1,14 @@
 """The one place that opens LAMMPS.
 
-Each MD task gets its own serial LAMMPS instance on ``MPI.COMM_SELF`` (the task farm puts
-one per rank), silenced (no log file, no screen), and closed when the task ends. Any LAMMPS
+Each MD task gets its own LAMMPS instance, silenced (no log file, no screen), and closed when the task ends. Any LAMMPS
 error, and any non-finite energy or temperature, becomes :class:`MDError` carrying
 LAMMPS's own message, so the task is recorded as failed and never written as data.
+
+The instance runs on ``MPI.COMM_SELF`` by default (one serial LAMMPS per rank, as the task
+farm puts them), or on a group communicator (``[prepare|propensity].ranks_per_task`` > 1):
+every rank of the group then runs the same commands and LAMMPS splits the box among them
+(its own domain decomposition). :func:`snapshot` gathers the atoms to every rank of the
+group (``lammps_gather_atoms``), so the task code reads the same arrays on each.
 
 Symbol scope (issue 12): the stock ``lammps.lammps()`` loads ``liblammps.so`` with
 ``ctypes.CDLL(path, RTLD_GLOBAL)``. That library exports, with default visibility, a
@@ -90,8 +95,9 @@ def liblammps_is_global() -> bool:
 
 
 @contextlib.contextmanager
-def open_lammps(extra_args: Sequence[str] = ()) -> Iterator[object]:
-    """A serial, silent LAMMPS instance on ``MPI.COMM_SELF``; closed on exit.
+def open_lammps(extra_args: Sequence[str] = (), comm=None) -> Iterator[object]:
+    """A silent LAMMPS instance on ``comm`` (default ``MPI.COMM_SELF``: serial); closed on
+    exit. Every rank of ``comm`` must call it and then run the same commands.
 
     ``liblammps.so`` is loaded with ``RTLD_LOCAL`` so that its bundled voro++ and BLAS
     never interpose on other libraries' (module doc).
@@ -102,7 +108,7 @@ def open_lammps(extra_args: Sequence[str] = ()) -> Iterator[object]:
     _bind_freud_first()
     args = ["-log", "none", "-screen", "none", "-nocite", *extra_args]
     try:
-        lmp = _new_local_lammps(lammps, args, MPI.COMM_SELF)
+        lmp = _new_local_lammps(lammps, args, MPI.COMM_SELF if comm is None else comm)
     except OSError as exc:
         raise MDError(
             f"cannot load liblammps ({exc}). It needs libmpi.so.12 from the same MPI as "
@@ -140,6 +146,8 @@ def snapshot(lmp, dim: int) -> dict[str, np.ndarray]:
         dict with ``positions`` (N, dim) float64, ``images`` (N, dim) int32,
         ``types`` (N,) int8 species index, ``box`` (dim,) float64 edge lengths.
     """
+    if lmp.extract_setting("world_size") > 1:
+        return _snapshot_gathered(lmp, dim)
     n = lmp.extract_global("nlocal")
     if n != lmp.get_natoms():
         raise MDError(f"{lmp.get_natoms()} atoms in the system but {n} local: not a serial run")
@@ -162,6 +170,25 @@ def _in_box(lmp, dim: int, x: np.ndarray, img: np.ndarray, typ: np.ndarray) -> d
         raise MDError("non-finite atom coordinates")
     pos, wraps = wrap_counting_images(x - lo, L)
     return {"positions": pos, "images": img.astype(np.int32) + wraps, "types": typ, "box": L}
+
+
+def gather_by_id(lmp, name: str, dim: int) -> np.ndarray:
+    """(N, dim) float64 per-atom vector ``name`` ("x", "v") of all atoms, sorted by atom id,
+    on every rank of a parallel instance (collective: every rank must call it)."""
+    n = int(lmp.get_natoms())
+    flat = np.ctypeslib.as_array(lmp.gather_atoms(name, 1, 3))
+    return np.array(flat, dtype=np.float64).reshape(n, 3)[:, :dim]
+
+
+def _snapshot_gathered(lmp, dim: int) -> dict[str, np.ndarray]:
+    """:func:`snapshot` of an instance spread over several ranks: ``lammps_gather_atoms``
+    (atom ids 1..N with an atom map, as every input here has) gives each rank all atoms in
+    id order; image flags unpacked to 3 ints per atom."""
+    n = int(lmp.get_natoms())
+    x = gather_by_id(lmp, "x", dim)
+    img = np.ctypeslib.as_array(lmp.gather_atoms("image", 0, 3)).reshape(n, 3)[:, :dim]
+    typ = np.ctypeslib.as_array(lmp.gather_atoms("type", 0, 1)).astype(np.int8) - 1
+    return _in_box(lmp, dim, x, img, typ)
 
 
 def wrap_counting_images(shifted: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from glasscam_mpi.md.cooling import pair_lines
-from glasscam_mpi.md.engine import MDError, commands, open_lammps, snapshot, thermo
+from glasscam_mpi.md.engine import (MDError, commands, gather_by_id, open_lammps, snapshot,
+                                    thermo)
 from glasscam_mpi.systems import System
 
 
@@ -104,8 +105,11 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
                 stop: Callable[[np.ndarray], bool] | None = None,
                 restart_from: str | os.PathLike | None = None,
                 restart_to: str | os.PathLike | None = None,
-                inject_fault: bool = False) -> ReplicaResult:
+                inject_fault: bool = False, comm=None) -> ReplicaResult:
     """Run one replica and record unwrapped positions at ``steps``.
+
+    ``comm``: the ranks that run it together (default: this rank alone); each of them
+    calls this function and gets the same result, and the restart file is written once.
 
     A replica may run in segments: ``restart_to`` writes LAMMPS's binary restart file
     (positions, image flags, velocities, the thermostat's state, the step count) after the
@@ -137,7 +141,8 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
     n, d = positions.shape
     dynamics = dynamics_lines(T=T, seed=seed, timestep=timestep, ensemble=ensemble,
                               tdamp_steps=tdamp_steps)
-    with open_lammps() as lmp:
+    group = comm.Get_size() if comm is not None else 1
+    with open_lammps(comm=comm) as lmp:
         if restart_from is None:
             x3 = np.zeros((n, 3))
             x3[:, :d] = positions
@@ -148,7 +153,8 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
                 raise MDError(f"loaded {lmp.get_natoms()} of {n} particles")
             commands(lmp, dynamics + ["run 0 post no"])
             T0 = thermo(lmp, "temp")[0]
-            v = _by_id(lmp, np.array(lmp.numpy.extract_atom("v")[:n, :d]))
+            v = gather_by_id(lmp, "v", d) if group > 1 else \
+                _by_id(lmp, np.array(lmp.numpy.extract_atom("v")[:n, :d]))
             momentum0 = v.sum(axis=0)  # masses are 1 in every system here
         else:
             # the pair style and its coefficients, velocities, image flags and the
@@ -175,9 +181,14 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
             if stop is not None and stop(np.asarray(out)):
                 break
         if restart_to is not None:
-            tmp = f"{os.fspath(restart_to)}.tmp.{os.getpid()}"
+            # one name for the whole group (LAMMPS writes the file from its rank 0)
+            pid = comm.bcast(os.getpid(), root=0) if group > 1 else os.getpid()
+            tmp = f"{os.fspath(restart_to)}.tmp.{pid}"
             commands(lmp, [f"write_restart {tmp}"])
-            os.replace(tmp, restart_to)
+            if group == 1 or comm.Get_rank() == 0:
+                os.replace(tmp, restart_to)
+            if group > 1:
+                comm.Barrier()
     return ReplicaResult(np.array(recorded, dtype=np.int64), np.asarray(out), T0, momentum0, v)
 
 

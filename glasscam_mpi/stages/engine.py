@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glasscam_mpi.config import Config, ConfigError
-from glasscam_mpi.parallel import Outcome, Progress, TaskFarm, bcast_from_root, injected
+from glasscam_mpi.parallel import (Outcome, Progress, TaskFarm, TaskGroups, bcast_from_root,
+                                   injected)
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.store import RowSpec, write_stage_file
 from glasscam_mpi.walltime import NotFinished, stopping
@@ -87,6 +88,9 @@ class FarmStage:
         headline: ``(fh, cfg, rd) -> dict`` merged into ``glasscam info``'s entry.
         failures: Exceptions that mean "this task failed" (anything else is a bug and
             aborts the job).
+        ranks_per_task: ``cfg -> k``, the ranks that run one task together (default 1);
+            ``task`` then gets ``(ctx, index, comm)`` with the group's communicator and is
+            called on every rank of the group; the leader writes the shard.
         farm: ``(stage, comm, rd, cfg, plan, todo, progress_every) -> outcomes`` replaces
             the one-pass farm (propensity runs its replicas in rounds with
             :meth:`run_tasks`); it must leave one shard per task of ``todo``.
@@ -115,6 +119,7 @@ class FarmStage:
     headline: Callable[..., dict] | None = None
     failures: tuple[type[BaseException], ...] = (TaskFailed,)
     farm: Callable[..., list] | None = None
+    ranks_per_task: Callable[[Config], int] = lambda cfg: 1
     run_options: dict = field(default_factory=dict)
     task_block: Callable[[Any, list[int]], list[dict]] | None = None
     block: Callable[[Config, Any], int] | None = None
@@ -128,6 +133,7 @@ class FarmStage:
             def setup():
                 rd.lock(f"glasscam {self.name}")
                 cfg = rd.resolve_config(requested)
+                check_ranks_per_task(self.name, self.ranks_per_task(cfg), comm.Get_size())
                 plan = self.plan(rd, cfg)
                 todo = rd.pending(self.name, plan.n_tasks, retry_failed)
                 intact = rd.intact(self.name)
@@ -173,22 +179,36 @@ class FarmStage:
         with opener(rd, cfg, plan, comm) as ctx:
             if comm.Get_rank() == 0 and self.banner is not None:
                 print(self.banner(cfg, plan, len(todo), comm.Get_size()), flush=True)
-            k = self.block(cfg, plan) if self.block and self.task_block else 1
+            k = self.ranks_per_task(cfg)
+            if k > 1:
+                return self.run_tasks(comm, todo, lambda i, group: self.task(ctx, i, group),
+                                      rd.shards(self.name), f"{self.name} {cfg.system.name}",
+                                      progress_every, ranks_per_task=k)
+            b = self.block(cfg, plan) if self.block and self.task_block else 1
             return self.run_tasks(comm, todo, lambda i: self.task(ctx, i),
                                   rd.shards(self.name), f"{self.name} {cfg.system.name}",
-                                  progress_every, block=k,
+                                  progress_every, block=b,
                                   compute_block=lambda idx: self.task_block(ctx, idx))
 
-    def run_tasks(self, comm, todo: list[int], compute: Callable[[int], dict], shards,
-                  label: str, progress_every: float = 5.0, block: int = 1,
-                  compute_block: Callable[[list[int]], list[dict]] | None = None
+    def run_tasks(self, comm, todo: list[int], compute: Callable[..., dict], shards,
+                  label: str, progress_every: float = 5.0, ranks_per_task: int = 1,
+                  block: int = 1, compute_block: Callable[[list[int]], list[dict]] | None = None
                   ) -> list[Outcome]:
         """Farm ``compute(index) -> arrays`` over the ranks for every index in ``todo``,
         writing each result (or its recorded failure) to ``shards``; rank 0 shows progress.
+        Returns the outcomes on rank 0 (sorted by index), an empty list elsewhere.
+
+        With ``ranks_per_task`` = k > 1 the farm runs over groups of k ranks
+        (:class:`~glasscam_mpi.parallel.TaskGroups`): ``compute(index, group_comm)`` is
+        called on every rank of a group, a failure on any of them fails the task for the
+        whole group, and the group's leader writes the shard.
+
         With ``block`` > 1 and ``compute_block``, the farm hands out blocks of the indices
         ``[b block, (b + 1) block)`` and computes each block in one call (see
-        :class:`FarmStage`). Returns the outcomes on rank 0 (sorted by index), an empty
-        list elsewhere."""
+        :class:`FarmStage`)."""
+        if ranks_per_task > 1:
+            return self._run_grouped(comm, todo, compute, shards, label, progress_every,
+                                     ranks_per_task)
         crashes = injected("GLASSCAM_INJECT_CRASH", self.name)
 
         rank = comm.Get_rank()
@@ -236,6 +256,39 @@ class FarmStage:
         else:
             outcomes = TaskFarm(comm, todo, progress, stop=stopping).run(one)
         _timed.extend(outcomes)
+        return outcomes
+
+    def _run_grouped(self, comm, todo, compute, shards, label, progress_every, k):
+        crashes = injected("GLASSCAM_INJECT_CRASH", self.name)
+        groups = TaskGroups(comm, k)
+
+        def one(index: int) -> Outcome | None:
+            if index in crashes and groups.group.Get_rank() == k - 1:
+                # on the group's last rank only: a bug on one rank must still end the job
+                raise RuntimeError(f"injected crash in {self.name} task {index}")
+            error, arrays = None, {}
+            t0, cpu0 = time.perf_counter(), time.thread_time()
+            try:
+                arrays = compute(index, groups.group)
+            except self.failures as exc:
+                error = str(exc)
+            error = groups.agree(error)
+            if not groups.leader:
+                return None
+            if error is not None:
+                shards.write(index, error=error)
+                return Outcome(index, False, error, seconds=time.perf_counter() - t0,
+                               rank=comm.Get_rank())
+            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - t0
+            shards.write(index, arrays)
+            return Outcome(index, True, cpu_seconds=cpu, wall_seconds=wall,
+                           seconds=time.perf_counter() - t0, rank=comm.Get_rank())
+
+        progress = Progress(label, len(todo), self.unit, progress_every) \
+            if comm.Get_rank() == 0 else None
+        outcomes = groups.run(todo, one, progress, stop=stopping)
+        _timed.extend(outcomes)
+        groups.free()  # collective: not in a finally, so a crash goes straight to the abort
         return outcomes
 
     def _write(self, comm, rd: RunDir, cfg: Config, plan):
@@ -330,6 +383,14 @@ def farm_record(seconds: float, outcomes: list[Outcome], size: int) -> dict:
 @contextlib.contextmanager
 def _default_open(rd, cfg, plan, comm):
     yield cfg, plan
+
+
+def check_ranks_per_task(stage: str, k: int, size: int) -> None:
+    """A ConfigError unless the job's ``size`` ranks split into groups of ``k``."""
+    if size % k:
+        raise ConfigError(f"[{stage}].ranks_per_task = {k}: this job has {size} MPI rank(s), "
+                          f"not a multiple of {k}; allowed: a divisor of {size} "
+                          f"(start the job with a multiple of {k} ranks, or lower it)")
 
 
 def require_tasks(n: int, what: str) -> None:

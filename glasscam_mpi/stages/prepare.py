@@ -62,13 +62,16 @@ def run_seeds(cfg: Config, index: int) -> tuple[int, int, int]:
 
 
 
-def cooling_task(cfg: Config, plan: CoolingPlan, index: int, inject_fault: bool = False) -> dict:
-    """Run cooling run ``index``; return its shard arrays. Raises MDError on failure."""
+def cooling_task(cfg: Config, plan: CoolingPlan, index: int, inject_fault: bool = False,
+                 comm=None) -> dict:
+    """Run cooling run ``index`` (on the ranks of ``comm`` together, default this one);
+    return its shard arrays. Raises MDError on failure."""
     p = cfg.prepare
     seeds = run_seeds(cfg, index)
     res = run_cooling(cfg.sys, cfg.system.n_particles, plan, seeds=seeds,
                       min_distance=p.min_distance, timestep=p.timestep, T_high=p.T_high,
-                      T_glass=cfg.T_glass, tdamp_steps=p.tdamp_steps, inject_fault=inject_fault)
+                      T_glass=cfg.T_glass, tdamp_steps=p.tdamp_steps, inject_fault=inject_fault,
+                      comm=comm)
     return {"types": res.types, "liquid": res.liquid, "glass": res.glass, "T": res.T,
             "pe": res.pe, "seeds": np.array(seeds, dtype=np.int64)}
 
@@ -88,15 +91,20 @@ def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
     yield cfg, plan.cooling, injected("GLASSCAM_INJECT_FAULT", STAGE)
 
 
-def _task(ctx, index: int) -> dict:
+def _task(ctx, index: int, comm=None) -> dict:
     cfg, cooling, faults = ctx
-    return cooling_task(cfg, cooling, index, inject_fault=index in faults)
+    return cooling_task(cfg, cooling, index, inject_fault=index in faults, comm=comm)
 
 
 def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
     return (f"prepare: {cfg.system.name} N={cfg.system.n_particles}, {n_todo} of "
-            f"{cfg.prepare.n_runs} runs to do on {size} rank(s); {plan.cooling.n_equilibrate} + "
+            f"{cfg.prepare.n_runs} runs to do on {size} rank(s)"
+            f"{_groups(cfg.prepare.ranks_per_task)}; {plan.cooling.n_equilibrate} + "
             f"{plan.cooling.n_total} MD steps per run")
+
+
+def _groups(k: int) -> str:
+    return f" in groups of {k} per run" if k > 1 else ""
 
 
 def _rows(cfg: Config, plan: Plan) -> dict:
@@ -192,7 +200,8 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
 stage = FarmStage(
     name=STAGE, help=HELP, description=DESCRIPTION, unit="runs", plan=_plan, task=_task,
     rows=_rows, attrs=_attrs, globals_=_globals, open=_open, banner=_banner,
-    reduce=_reduce, headline=_headline, failures=(MDError,))
+    reduce=_reduce, headline=_headline, failures=(MDError,),
+    ranks_per_task=lambda cfg: cfg.prepare.ranks_per_task)
 
 
 def estimate_t_star_of(fh_path, cfg: Config):

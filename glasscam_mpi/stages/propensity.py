@@ -172,7 +172,7 @@ class _Rounds:
 
 
 def run_segment(cfg: Config, plan: Plan, index: int, r: int, cage, rounds: _Rounds,
-                inject_fault: bool = False) -> dict:
+                inject_fault: bool = False, comm=None) -> dict:
     """Segment ``r`` of replica ``index``: its cage-relative displacements at the segment's
     records (and, for r = 0, the drawn velocities' temperature and momentum)."""
     c, k, s = (int(v) for v in np.unravel_index(index, plan.shape))
@@ -186,7 +186,7 @@ def run_segment(cfg: Config, plan: Plan, index: int, r: int, cage, rounds: _Roun
                       steps=plan.steps[list(plan.segments[r])], ensemble=cfg.propensity.ensemble,
                       tdamp_steps=cfg.prepare.tdamp_steps,
                       restart_from=rounds.state(index, r - 1) if r else None,
-                      restart_to=state_out, inject_fault=inject_fault)
+                      restart_to=state_out, inject_fault=inject_fault, comm=comm)
     out = {"cage_displacement": cage_relative_displacement(res.positions - x0, *cage)
            .astype(np.float32)}
     if r == 0:
@@ -223,7 +223,9 @@ def _farm(stage: FarmStage, comm, rd: RunDir, cfg: Config, plan: Plan, todo: lis
     if comm.Get_rank() == 0:
         print(f"propensity: {plan.shape[0]} config(s) x T = {np.round(plan.temps, 4).tolist()} "
               f"(T* = {plan.T_star:.4g} from {plan.T_star_source}) x {q.n_replicas} replicas: "
-              f"{len(todo)} tasks to do on {comm.Get_size()} rank(s), in {n_rounds} round(s) "
+              f"{len(todo)} tasks to do on {comm.Get_size()} rank(s)"
+              f"{f' in groups of {q.ranks_per_task} per replica' if q.ranks_per_task > 1 else ''}"
+              f", in {n_rounds} round(s) "
               f"up to t = {plan.steps[-1] * cfg.prepare.timestep:g}", flush=True)
 
     faults = injected("GLASSCAM_INJECT_FAULT", STAGE)  # test hook: real LAMMPS failures
@@ -241,10 +243,11 @@ def _farm(stage: FarmStage, comm, rd: RunDir, cfg: Config, plan: Plan, todo: lis
                     and i not in found and i not in failed_before]
 
         work = bcast_from_root(comm, pending_now)
-        stage.run_tasks(comm, work, lambda i: run_segment(
+        stage.run_tasks(comm, work, lambda i, group=None: run_segment(
             cfg, plan, i, r, cage_of(i // (plan.shape[1] * plan.shape[2])), rounds,
-            inject_fault=i in faults and r == 0),
-            store, f"{STAGE} {cfg.system.name} round {r + 1}/{n_rounds}", progress_every)
+            inject_fault=i in faults and r == 0, comm=group),
+            store, f"{STAGE} {cfg.system.name} round {r + 1}/{n_rounds}", progress_every,
+            ranks_per_task=q.ranks_per_task)
         if bcast_from_root(comm, stopping):
             return []  # walltime warning: a round half done decides and merges nothing
         if threshold > 0 and r < n_rounds - 1:
@@ -417,4 +420,5 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
 
 stage = FarmStage(
     name=STAGE, help=HELP, description=DESCRIPTION, unit="replicas", plan=_plan, rows=_rows, attrs=_attrs, globals_=_globals, reduce=_reduce,
-    headline=_headline, failures=(MDError,), farm=_farm)
+    headline=_headline, failures=(MDError,), farm=_farm,
+    ranks_per_task=lambda cfg: cfg.propensity.ranks_per_task)

@@ -1,0 +1,39 @@
+"""Run under mpiexec -n 2k... with ranks_per_task K: the engine's grouped farm
+(FarmStage.run_tasks with ranks_per_task > 1). Every task runs exactly once, on every rank
+of one group together; a failure raised on ONE rank of a group fails the task for the
+whole group (recorded by the leader, no data); only leaders write shards. Prints one JSON
+line on rank 0.  Usage: groups_check.py SHARD_DIR K N_TASKS"""
+import json
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+from glasscam_mpi.stages.engine import FarmStage, TaskFailed
+from glasscam_mpi.store import ShardStore
+
+comm = MPI.COMM_WORLD
+shard_dir, k, n_tasks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ran = []
+
+
+def compute(i, group):
+    ran.append(i)
+    # the group's ranks meet inside the task, as LAMMPS's collectives make them do
+    members = group.allgather(comm.rank)
+    if i % 5 == 3 and group.rank == group.size - 1:  # fails on the group's last rank only
+        raise TaskFailed(f"task {i} failed on world rank {comm.rank}")
+    return {"members": np.array(members, dtype=np.int64)}
+
+
+stage = FarmStage(name="groups", help="", description="", unit="tasks", plan=None, rows=None)
+store = ShardStore(shard_dir)
+outcomes = stage.run_tasks(comm, list(range(n_tasks)), compute, store, "groups", 0.0,
+                           ranks_per_task=k)
+per_rank = comm.gather(sorted(ran), root=0)
+if comm.rank == 0:
+    found = store.scan()
+    members = {i: store.read(i, True)["members"].tolist() for i, ok in found.items() if ok}
+    errors = {i: str(store.read(i, False)["error"]) for i, ok in found.items() if not ok}
+    print(json.dumps({"per_rank": per_rank, "members": members, "errors": errors,
+                      "outcomes": [[o.index, o.ok, o.message] for o in outcomes]}))
