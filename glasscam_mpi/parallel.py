@@ -15,6 +15,7 @@ With ``ranks_per_task`` = k > 1 (:class:`TaskGroups`), ``COMM_WORLD`` is split i
 of k consecutive ranks; the groups' leaders (group rank 0) form the farm's communicator,
 and each leader hands the task index it gets to its group, which runs the task together
 (one LAMMPS instance on the group's communicator). Only the leader writes the result.
+On an oversubscribed node the groups are spread over the cores (:func:`spread_groups`).
 
 An unexpected exception on any rank prints its traceback with rank and host and calls
 ``MPI.COMM_WORLD.Abort``: the job ends instead of hanging.
@@ -25,6 +26,7 @@ An unexpected exception on any rank prints its traceback with rank and host and 
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import sys
 import threading
@@ -224,6 +226,9 @@ def dispatcher_poll() -> float:
     return value
 
 
+_said: set[str] = set()
+
+
 class TaskGroups:
     """``comm`` split into groups of ``k`` consecutive ranks that each run one task at a time.
 
@@ -231,6 +236,10 @@ class TaskGroups:
     group leaders (``None`` on the other ranks), on which the :class:`TaskFarm` runs, its
     dispatcher on ``comm``'s rank 0. Every rank of ``comm`` must create it (collective) and
     call :meth:`free` when done. ``comm``'s size must be a multiple of ``k``.
+
+    On a node with more ranks than cores and unbound ranks (a laptop's ``mpiexec -n 4`` on
+    2 cores) the main threads are pinned round-robin until :meth:`free`, so that the ranks
+    of one group never share a core (:func:`spread_groups` says why and measures it).
     """
 
     def __init__(self, comm, k: int):
@@ -244,6 +253,14 @@ class TaskGroups:
         self.leader = self.group.Get_rank() == 0
         leaders = comm.Split(0 if self.leader else MPI.UNDEFINED, rank)
         self.leaders = None if leaders == MPI.COMM_NULL else leaders
+        self._affinity = _cpu_affinity()
+        seen = comm.allgather((MPI.Get_processor_name(), self._affinity))
+        pins, note = spread_groups(seen, k)
+        if pins[rank] is not None:
+            os.sched_setaffinity(0, {pins[rank]})
+        if rank == 0 and note and note not in _said:  # once per job, not per round
+            _said.add(note)
+            print(note, file=sys.stderr, flush=True)
 
     def run(self, todo: Sequence[int], fn: Callable[[int], Outcome | None],
             progress: Progress | None = None,
@@ -271,9 +288,79 @@ class TaskGroups:
         return next((e for e in errors if e is not None), None)
 
     def free(self) -> None:
+        """Free the communicators (collective) and give back the CPU affinity the rank
+        had before (a later stage of the same process, e.g. training, is not pinned)."""
         if self.leaders is not None:
             self.leaders.Free()
         self.group.Free()
+        if self._affinity is not None and _cpu_affinity() != self._affinity:
+            os.sched_setaffinity(0, set(self._affinity))
+
+
+def _cpu_affinity() -> tuple[int, ...] | None:
+    """This process's CPUs (sorted), or None where the OS cannot say (not Linux)."""
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return None
+
+
+def spread_groups(seen: Sequence[tuple[str, tuple[int, ...] | None]], k: int
+                  ) -> tuple[list[int | None], str]:
+    """Where to pin each rank so that the ranks of one task group never share a core.
+
+    ``seen[r]`` is rank r's (host, CPU affinity); groups are k consecutive ranks. MPICH
+    (ch4) busy-waits in ``MPI_Wait`` without yielding the core, so two ranks of one LAMMPS
+    instance on one core exchange each message only when the scheduler switches them: a
+    run that takes seconds then takes many minutes (measured: 4 ranks, groups of 2, on 2
+    cores, unbound; about 1 launch in 3 put a group's ranks on one core and ran over 90 s
+    instead of 3 s). That only happens when a host has more ranks than cores. Ranks that
+    are already bound (an affinity narrower than the host's) are left alone.
+
+    Returns one CPU (or None: leave the rank as it is) per rank, and a note for the user
+    ("" when nothing was wrong): on an oversubscribed host whose ranks are unbound, its
+    ranks are pinned round-robin over its CPUs in rank order, so the k consecutive ranks
+    of a group land on k different cores whenever k <= the host's cores.
+    """
+    pins: list[int | None] = [None] * len(seen)
+    by_host: dict[str, list[int]] = {}
+    for r, (host, _) in enumerate(seen):
+        by_host.setdefault(host, []).append(r)
+    notes = []
+    for host, ranks in by_host.items():
+        sets = [seen[r][1] for r in ranks]
+        if any(a is None for a in sets):
+            continue
+        cpus = sorted(set().union(*sets))
+        if len(ranks) <= len(cpus):
+            continue  # one core per rank is possible: the scheduler spreads them
+        unbound = all(a == tuple(cpus) for a in sets)
+        shared = [r for r in ranks if _shares_a_core(seen, r, k)]
+        if unbound:
+            for j, r in enumerate(ranks):
+                pins[r] = cpus[j % len(cpus)]
+            notes.append(f"{host}: {len(ranks)} ranks on {len(cpus)} CPU(s), unbound; pinned "
+                         f"round-robin so that the {k} ranks of a task group run on different "
+                         f"cores" + ("" if k <= len(cpus) else
+                                     f" (impossible for {k} > {len(cpus)} cores: slow)"))
+        elif shared:
+            notes.append(f"{host}: {len(ranks)} ranks on {len(cpus)} CPU(s), and ranks "
+                         f"{', '.join(map(str, shared))} are bound to a core that another rank "
+                         f"of their task group has: each message will wait for the scheduler")
+    if not notes:
+        return pins, ""
+    return pins, ("glasscam: ranks_per_task = %d on an oversubscribed node (%s). MPI "
+                  "busy-waits, so two ranks of one LAMMPS run must not share a core; for "
+                  "speed give each rank its own core (mpiexec -bind-to core, srun "
+                  "--cpu-bind=cores)." % (k, "; ".join(notes)))
+
+
+def _shares_a_core(seen, r: int, k: int) -> bool:
+    """Whether rank r is bound to a single core that another rank of its group is bound to."""
+    g0 = r - r % k
+    mine = seen[r][1]
+    return len(mine) == 1 and any(seen[q][1] == mine and seen[q][0] == seen[r][0]
+                                  for q in range(g0, min(g0 + k, len(seen))) if q != r)
 
 
 def injected(variable: str, stage: str) -> set[int]:
