@@ -379,7 +379,7 @@ def main() -> None:
                     help="farm with core binding, without, or both (default)")
     ap.add_argument("--poll", default="",
                     help="also run weak scaling with these dispatcher poll intervals "
-                         "(comma-separated seconds, GLASSCAM_FARM_POLL; default 0.005 only)")
+                         "(comma-separated seconds, GLASSCAM_FARM_POLL), e.g. 0.005; default: none")
     ap.add_argument("--ceiling", choices=("auto", "lmp", "python", "none"), default="auto",
                     help="how the ceiling runs (default auto: bare lmp where it runs)")
     ap.add_argument("--out", default="scaling.json", help="JSON file (rewritten as it goes)")

@@ -133,6 +133,7 @@ class TaskFarm:
         self._next = 0
         self._lock = threading.Lock()
         self._outcomes: list[Outcome] = []
+        self._task_seconds = 0.0  # sum of the recorded tasks' seconds (for the poll cap)
 
     def _take(self) -> int:
         with self._lock:
@@ -150,6 +151,7 @@ class TaskFarm:
         with self._lock:
             for o in (outcome if isinstance(outcome, list) else [outcome]):
                 self._outcomes.append(o)
+                self._task_seconds += max(o.seconds, 0.0)
                 if self.progress:
                     self.progress.update(o)
 
@@ -162,7 +164,7 @@ class TaskFarm:
         while stopped < self.comm.Get_size() - 1:
             if not self.comm.Iprobe(MPI.ANY_SOURCE, _REQUEST, status):
                 time.sleep(wait)
-                wait = backoff(wait, self.poll)
+                wait = backoff(wait, self._limit())
                 continue
             wait = POLL_MIN
             source = status.Get_source()
@@ -170,6 +172,13 @@ class TaskFarm:
             index = self._take()
             self.comm.send(index, dest=source, tag=_REPLY)
             stopped += index < 0
+
+    def _limit(self) -> float:
+        """The dispatcher's longest sleep now: ``poll``, but at most TASK_SHARE of the mean
+        task so far, so that a request waits ~1 % of a task at most (short tasks)."""
+        with self._lock:
+            n, total = len(self._outcomes), self._task_seconds
+        return poll_limit(self.poll, total / n if n and total > 0 else None)
 
     def run(self, fn: Callable[[int], Outcome]) -> list[Outcome]:
         rank, size = self.comm.Get_rank(), self.comm.Get_size()
@@ -199,8 +208,24 @@ class TaskFarm:
 # instead of 200. Measured on a 16-core node (KAM N = 2000, 16 ranks, benchmarks/
 # scaling.py, one repeat each): with a fixed 5 ms poll rank 0's tasks took 1.24x the
 # others' and the farm reached 0.86 of the pinned-lmp ceiling; with 50 ms, 1.09x and 0.995.
+# A request that arrives while the dispatcher sleeps waits half the sleep on average, so a
+# fixed 50 ms cost short tasks: propensity replicas of 0.9 s on 2 ranks (N = 1000) left
+# 8 % of the rank time idle and reached 0.92 of the ceiling, against 1.3 % and 0.99 with a
+# 5 ms poll (benchmarks/scaling.py, 3 repeats, this 2-core machine). The cap is therefore
+# also TASK_SHARE of the mean task seen so far: 9 ms for those replicas (idle 2 %, 0.95
+# unbound and 0.98 bound; 2 % of a task gave idle 4 %), still 50 ms for tasks of 5 s and
+# more, where the 16-rank measurement above chose it.
 POLL_MIN = 0.002
 POLL_MAX = 0.05
+TASK_SHARE = 0.01
+
+
+def poll_limit(poll: float, mean_task_seconds: float | None) -> float:
+    """The dispatcher's longest sleep: ``poll``, lowered to TASK_SHARE of the mean task
+    once one is known (never below POLL_MIN)."""
+    if mean_task_seconds is None:
+        return poll
+    return max(POLL_MIN, min(poll, TASK_SHARE * mean_task_seconds))
 
 
 def backoff(wait: float, limit: float) -> float:

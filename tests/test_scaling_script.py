@@ -112,3 +112,14 @@ def test_dispatcher_backs_off_while_idle_and_not_past_its_limit():
     assert waits[:4] == [0.002, 0.004, 0.008, 0.016]
     assert max(waits) == 0.05 and waits[-1] == 0.05
     assert backoff(POLL_MIN, 0.0001) == POLL_MIN  # a limit below the floor keeps the floor
+
+
+def test_dispatcher_limit_follows_the_task_length():
+    from glasscam_mpi.parallel import POLL_MIN, TASK_SHARE, backoff, poll_limit
+
+    assert poll_limit(0.05, None) == 0.05               # no task finished yet: the poll
+    assert poll_limit(0.05, 10.0) == 0.05               # long tasks: the poll
+    assert poll_limit(0.05, 0.9) == pytest.approx(TASK_SHARE * 0.9)  # short: 1 % of one
+    assert poll_limit(0.05, 1e-4) == POLL_MIN           # never below the floor
+    # a dispatcher that had backed off to 50 ms comes down to the new limit at once
+    assert backoff(0.05, poll_limit(0.05, 0.9)) == pytest.approx(0.009)
