@@ -337,9 +337,9 @@ def spread_groups(seen: Sequence[tuple[str, tuple[int, ...] | None]], k: int
     ``seen[r]`` is rank r's (host, CPU affinity); groups are k consecutive ranks. MPICH
     (ch4) busy-waits in ``MPI_Wait`` without yielding the core, so two ranks of one LAMMPS
     instance on one core exchange each message only when the scheduler switches them: a
-    run that takes seconds then takes many minutes (measured: 4 ranks, groups of 2, on 2
-    cores, unbound; about 1 launch in 3 put a group's ranks on one core and ran over 90 s
-    instead of 3 s). That only happens when a host has more ranks than cores. Ranks that
+    job of 3 s then takes 30 times as long or more (measured: 4 ranks, groups of 2, on 2
+    cores, unbound; about 1 launch in 3 put a group's ranks on one core and ran over 90 s;
+    each group bound to one core, 3 of 3 over 30 s). That only happens when a host has more ranks than cores. Ranks that
     are already bound (an affinity narrower than the host's) are left alone.
 
     Returns one CPU (or None: leave the rank as it is) per rank, and a note for the user

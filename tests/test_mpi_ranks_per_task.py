@@ -23,22 +23,13 @@ import pytest
 
 from conftest import (ROOT, TINY_TOML, assert_same_data, copy_prepared, glasscam, mpiexec,
                       read_stage)
+from test_mpi_indicators_propensity import PROPENSITY_TOML as PROPENSITY_1_ROUND
 
 pytestmark = pytest.mark.mpi
 
 K2 = "ranks_per_task = 2\n"
-PROPENSITY_TOML = """
-[propensity]
-n_configs = 1
-temperatures = [0.45, 0.8]
-temperature_unit = "absolute"
-n_replicas = 3
-t_max = 10.0
-n_times = 8
-delta_targets = [0.05, 0.08]
-stop_factor = 0.0
-rounds = 2
-"""
+# the propensity tests' ensembles, in 2 rounds (a restart file between them)
+PROPENSITY_TOML = PROPENSITY_1_ROUND + "rounds = 2\n"
 
 
 def _config(tmp_path, name, text):
