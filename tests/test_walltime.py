@@ -59,6 +59,18 @@ def signal_ranks(proc, sig=signal.SIGUSR1, when_catching: bool = False) -> int:
     return len(ranks)
 
 
+def warned_once_started(args: list[str], run, shards: str, n_shards: int) -> str:
+    """Start ``glasscam ARGS --run-dir RUN`` on 2 ranks, send the walltime warning to both
+    ranks once ``n_shards`` task shards are in ``shards``, and check that the job exits
+    with "not finished"; returns its stderr."""
+    proc = start_glasscam([*args, "--run-dir", str(run)], n=2)
+    wait_for_shards(run, shards, n_shards, proc)
+    assert signal_ranks(proc) == 2
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_NOT_FINISHED, err
+    return err
+
+
 @pytest.mark.mpi
 def test_usr1_stops_the_farm_with_75_and_a_rerun_gives_the_uninterrupted_data(tmp_path):
     cfg = tmp_path / "c.toml"
@@ -66,11 +78,7 @@ def test_usr1_stops_the_farm_with_75_and_a_rerun_gives_the_uninterrupted_data(tm
     ref, run = tmp_path / "ref", tmp_path / "run"
     glasscam(["prepare", "--config", str(cfg), "--run-dir", str(ref)], n=2)
 
-    proc = start_glasscam(["prepare", "--config", str(cfg), "--run-dir", str(run)], n=2)
-    wait_for_shards(run, "prepare", 2, proc)
-    assert signal_ranks(proc) == 2
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == EXIT_NOT_FINISHED, err
+    err = warned_once_started(["prepare", "--config", str(cfg)], run, "prepare", 2)
     assert "walltime warning (SIGUSR1)" in err
     assert "glasscam prepare: not finished: prepare: stopped on the walltime warning" in err
     assert not (run / "prepare.h5").exists() and not (run / "prepare.h5.partial").exists()
@@ -157,11 +165,8 @@ def test_usr1_in_a_propensity_round_merges_nothing_and_a_rerun_gives_the_same_da
     ref = copy_prepared(tiny_prepared, tmp_path / "ref")
     run = copy_prepared(tiny_prepared, tmp_path / "run")
     glasscam(["propensity", "--config", str(cfg), "--run-dir", str(ref)], n=2)
-    proc = start_glasscam(["propensity", "--config", str(cfg), "--run-dir", str(run)], n=2)
-    wait_for_shards(run, "propensity/rounds/r0", 3, proc)
-    assert signal_ranks(proc) == 2
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == EXIT_NOT_FINISHED, err
+    err = warned_once_started(["propensity", "--config", str(cfg)], run,
+                              "propensity/rounds/r0", 3)
     assert "stopped on the walltime warning with 24 of 24 replicas left" in err
     assert not (run / "propensity.h5").exists()
     assert not list((run / "shards" / "propensity").glob("*.npz"))   # no replica merged
