@@ -216,18 +216,13 @@ class FarmStage:
         def one(index: int) -> Outcome:
             if index in crashes:
                 raise RuntimeError(f"injected crash in {self.name} task {index}")
-            t0 = time.perf_counter()
-            cpu0 = time.thread_time()
+            t0, cpu0 = time.perf_counter(), time.thread_time()
+            error, arrays = None, {}
             try:
                 arrays = compute(index)
             except self.failures as exc:
-                shards.write(index, error=str(exc))
-                return Outcome(index, False, str(exc), seconds=time.perf_counter() - t0,
-                               rank=rank)
-            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - t0
-            shards.write(index, arrays)
-            return Outcome(index, True, cpu_seconds=cpu, wall_seconds=wall,
-                           seconds=time.perf_counter() - t0, rank=rank)
+                error = str(exc)
+            return _store(shards, index, error, arrays, t0, cpu0, rank)
 
         progress = Progress(label, len(todo), self.unit, progress_every) \
             if comm.Get_rank() == 0 else None
@@ -275,14 +270,7 @@ class FarmStage:
             error = groups.agree(error)
             if not groups.leader:
                 return None
-            if error is not None:
-                shards.write(index, error=error)
-                return Outcome(index, False, error, seconds=time.perf_counter() - t0,
-                               rank=comm.Get_rank())
-            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - t0
-            shards.write(index, arrays)
-            return Outcome(index, True, cpu_seconds=cpu, wall_seconds=wall,
-                           seconds=time.perf_counter() - t0, rank=comm.Get_rank())
+            return _store(shards, index, error, arrays, t0, cpu0, comm.Get_rank())
 
         progress = Progress(label, len(todo), self.unit, progress_every) \
             if comm.Get_rank() == 0 else None
@@ -383,6 +371,19 @@ def farm_record(seconds: float, outcomes: list[Outcome], size: int) -> dict:
 @contextlib.contextmanager
 def _default_open(rd, cfg, plan, comm):
     yield cfg, plan
+
+
+def _store(shards, index: int, error: str | None, arrays: dict, t0: float, cpu0: float,
+           rank: int) -> Outcome:
+    """Write one task's shard (its arrays, or its failure: never data) and return its
+    Outcome, timed from ``t0`` (wall) and ``cpu0`` (this thread's CPU)."""
+    if error is not None:
+        shards.write(index, error=error)
+        return Outcome(index, False, error, seconds=time.perf_counter() - t0, rank=rank)
+    cpu, wall = time.thread_time() - cpu0, time.perf_counter() - t0
+    shards.write(index, arrays)
+    return Outcome(index, True, cpu_seconds=cpu, wall_seconds=wall,
+                   seconds=time.perf_counter() - t0, rank=rank)
 
 
 def check_ranks_per_task(stage: str, k: int, size: int) -> None:
