@@ -71,7 +71,7 @@ from glasscam_mpi.analysis.stats import constant_columns, pearson_matrix, spearm
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import FarmStage, TaskFailed, require_tasks
-from glasscam_mpi.store import RowSpec
+from glasscam_mpi.store import RowSpec, check_schema, stage_dataset
 
 STAGE = "analyze"
 HELP = "coarse-graining, correlation lengths and correlations -> analysis.h5 (the paper's answer)"
@@ -145,6 +145,11 @@ def _open_checked(rd: RunDir, stage: str):
     except (OSError, KeyError) as exc:
         raise ConfigError(f"{path} is damaged ({exc}); rerun 'glasscam {stage} --run-dir "
                           f"{rd.path}' to rebuild it from its task shards") from None
+    try:
+        check_schema(fh, stage)
+    except ConfigError:
+        fh.close()
+        raise
     return fh
 
 
@@ -177,7 +182,7 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
                               "prepare.h5; rerun 'glasscam propensity'")
         shape = (len(configs), len(prop["temperatures"]))
         n_times, n_targets = prop["time"].shape[0], prop["delta_targets"].shape[0]
-        reportable = prop["reportable"][:] if "reportable" in prop else np.ones(shape, np.int8)
+        reportable = stage_dataset(prop, "propensity", "reportable")
         n_rep = prop["cage_displacement"].shape[0] // max(1, int(np.prod(shape)))
     xis = sorted(set(a.xis) | {a.xi_pairs} | ({a.xi_delta} if a.xi_delta != "auto" else set()))
     L = float(box.min())
@@ -296,7 +301,7 @@ def _dynamics_task(cfg: Config, plan: Plan, files: dict, e: int) -> dict:
     c, k = (int(v) for v in np.unravel_index(e, plan.shape))
     prop = files["propensity"]
     if not plan.reportable[c, k]:
-        n_ok = int(prop["n_ok_replicas"][c, k])
+        n_ok = int(stage_dataset(prop, "propensity", "n_ok_replicas")[c, k])
         raise TaskFailed(f"ensemble config {c}, T = {prop['temperatures'][k]:.4g}: only {n_ok} "
                          f"ok replicas (< min_replicas {int(prop.attrs['min_replicas'])}); "
                          "not analysed")

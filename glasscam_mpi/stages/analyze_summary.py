@@ -267,9 +267,18 @@ def _t_star(fh, cfg) -> dict:
     """T* used for the replica temperatures, its source, the estimate and the paper's."""
     with _sibling(fh, "propensity") as prop:
         a = prop.attrs
-        return {"used": _f(a["T_star"]), "source": str(a["T_star_source"]),
-                "estimate": _f(a.get("T_star_estimate", np.nan)),
-                "paper": cfg.sys.T_star_paper}
+        out = {"used": _f(a["T_star"]), "source": str(a["T_star_source"]),
+               "estimate": _f(a.get("T_star_estimate", np.nan)),
+               "paper": cfg.sys.T_star_paper}
+    if out["estimate"] is None:  # older propensity files of absolute temperatures: none kept
+        from glasscam_mpi.stages.prepare import estimate_t_star_of
+
+        try:
+            out["estimate"] = _f(estimate_t_star_of(Path(fh.filename).with_name("prepare.h5"),
+                                                    cfg).T_star)
+        except (ValueError, OSError, KeyError) as exc:
+            out["estimate_why"] = str(exc)
+    return out
 
 
 def _targets(fh, plan) -> np.ndarray:
