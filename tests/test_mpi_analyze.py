@@ -29,7 +29,7 @@ delta_targets = [0.05, 0.08]
 stop_factor = 0.0
 
 [analyze]
-xis = [0.0, 1.0, 1.5]
+xis = [0.0, 1.0, 1.5, 2.0]
 xi_pairs = 1.0
 bins = 12
 subensemble_size = 2
@@ -255,6 +255,47 @@ def test_info_shows_t_star_and_c_max(full_run):
     for name, entry in head["table5"].items():
         assert "C_max" in entry and "delta_star" in entry and len(entry["per_T"]) == 2
     assert head["T_star"]["paper"] == 0.37 and head["T_star"]["source"] == "none"
+
+
+def test_info_json_is_strict_and_shows_the_t_star_estimate(full_run):
+    """Issue 18, defect 6: with absolute temperatures the cooling-curve estimate of T* is
+    still made (from prepare.h5) and shown; and ``glasscam info`` never prints NaN or
+    Infinity (not JSON): a missing number is null."""
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.stages.prepare import estimate_t_star_of
+
+    out = glasscam(["info", str(full_run[0])]).stdout
+
+    def refuse(token):
+        raise AssertionError(f"glasscam info printed {token}, which is not JSON")
+
+    info = json.loads(out, parse_constant=refuse)
+    cfg = load_config(path=full_run[0] / "config.toml")
+    try:
+        want = estimate_t_star_of(full_run[0] / "prepare.h5", cfg).T_star
+    except ValueError:
+        want = None
+    prop = info["stages"]["propensity"]
+    head = info["stages"]["analyze"]["headline"]["T_star"]
+    if want is None:
+        assert prop["T_star_estimate"] is None and prop["T_star_estimate_why"]
+    else:
+        assert prop["T_star_estimate"] == pytest.approx(want, rel=1e-12)
+        assert head["estimate"] == pytest.approx(want, abs=1e-4)
+    with h5py.File(full_run[0] / "propensity.h5", "r") as fh:
+        kept = float(fh.attrs["T_star_estimate"])
+    assert (want is None and np.isnan(kept)) or kept == pytest.approx(want, rel=1e-12)
+
+
+def test_xi_beyond_half_the_box_is_left_out_with_a_warning(full_run):
+    """Issue 18, defect 3: N = 64 gives L/2 = 3.65, so xi = 2 (2 xi = 4) would be clipped by
+    the box: it is left out of the scan, said so in the headline, and xi_best cannot be 2."""
+    with h5py.File(full_run[0] / "analysis.h5", "r") as an:
+        np.testing.assert_array_equal(an["xis"][:], [0.0, 1.0, 1.5])
+        head = json.loads(an.attrs["headline"])
+        assert any("xi = 2 left out" in n for n in head["notes"]), head["notes"]
+        assert np.all(np.isin(an["summary/xi_best"][:][np.isfinite(an["summary/xi_best"][:])],
+                              [0.0, 1.0, 1.5]))
 
 
 def test_without_cnn_stages_the_gamma_rows_are_absent(full_run, tmp_path):

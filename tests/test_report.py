@@ -39,8 +39,8 @@ delta_targets = [0.05, 0.08, 50.0]
 stop_factor = 0.0
 
 [analyze]
-xis = [0.0, 1.0, 2.0, 3.0]
-xi_pairs = 2.0
+xis = [0.0, 1.0, 1.5, 2.0, 3.0]
+xi_pairs = 1.0
 bins = 20
 subensemble_size = 2
 subensembles = 2

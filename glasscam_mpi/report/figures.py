@@ -98,7 +98,7 @@ def curves(d: RunData, out: Path) -> FigureFile:
 def violins(d: RunData, out: Path) -> FigureFile:
     """Fig. 6: per-sample Pearson coefficients of the three pairs, glass vs liquid."""
     title = "Fig. 6: Pearson coefficients between indicators over test samples"
-    xp = float(d.S_attrs.get("xi_pairs", d.cfg.analyze.xi_pairs))
+    xp = float(d.S_attrs.get("xi_pairs", np.nan))
     a = d.xi_index(xp)
     pairs = shown_pairs(d)
     data, positions, colours, ticks = [], [], [], []

@@ -168,7 +168,7 @@ def table3(d: RunData) -> Table:
         t.rows.append([f"ξ_{SYMBOLS[x]}: maximises the pooled C^max", "Figs 1, 2, 5, 7",
                        form_label(x, d.forms[x]), float(S["xi_best"][i]),
                        float(S["xi_best"][i]), pxi["indicators"] if pxi else float("nan"), ""])
-    xp = float(d.S_attrs.get("xi_pairs", d.cfg.analyze.xi_pairs))
+    xp = float(d.S_attrs.get("xi_pairs", np.nan))
     t.rows.append(["ξ of the indicator-indicator correlations ([analyze].xi_pairs)",
                    "Fig. 6, Table S2", "all", xp, xp, pxi["fig6"] if pxi else float("nan"),
                    "set in the config"])

@@ -68,6 +68,7 @@ import numpy as np
 from glasscam_mpi.analysis.neighbours import PairList
 from glasscam_mpi.analysis.order import hexatic
 from glasscam_mpi.analysis.stats import constant_columns, pearson_matrix, spearman_matrix
+from glasscam_mpi.analysis.xiscan import resolve_xis
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import FarmStage, TaskFailed, require_tasks
@@ -119,6 +120,8 @@ class Plan:
     reportable: np.ndarray    # (n_c, n_T) int8
     study: tuple | None       # (size, count) of the ensemble study, or None
     sign: np.ndarray          # (X,) -1 for 1 - X forms, +1 otherwise
+    xi_pairs: float = 4.0     # resolved [analyze].xi_pairs
+    xi_notes: tuple = ()      # what the box left out of the scan (analysis.xiscan)
 
     @property
     def rdf_bins(self) -> int:
@@ -184,7 +187,11 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
         n_times, n_targets = prop["time"].shape[0], prop["delta_targets"].shape[0]
         reportable = stage_dataset(prop, "propensity", "reportable")
         n_rep = prop["cage_displacement"].shape[0] // max(1, int(np.prod(shape)))
-    xis = sorted(set(a.xis) | {a.xi_pairs} | ({a.xi_delta} if a.xi_delta != "auto" else set()))
+    try:
+        scan = resolve_xis(box, a.xis, a.xi_pairs, a.xi_delta, cfg.sys.xi_pairs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    xis = scan.xis
     L = float(box.min())
     r_corr = min(a.r_max or 10.0, L / 2)
     study = ((a.subensemble_size, a.subensembles)
@@ -192,7 +199,7 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
     sign = np.array([-1.0 if x in one_minus(cfg) else 1.0 for x in INDICATORS])
     return Plan(runs, have_gamma, n_layers, box, tuple(float(x) for x in xis), r_corr,
                 a.bins, shape, rows.astype(np.int64), int(n_times), int(n_targets),
-                reportable.astype(np.int8), study, sign)
+                reportable.astype(np.int8), study, sign, scan.xi_pairs, scan.notes)
 
 
 @contextlib.contextmanager
@@ -460,7 +467,8 @@ def _attrs(cfg: Config, plan: Plan) -> dict:
             "classes": ",".join(CLASSES), "forms": json.dumps(forms(cfg)),
             "have_gamma": int(plan.have_gamma), "xis": np.array(plan.xis),
             "r_corr": plan.r_corr, "ensemble_columns": ",".join(ENSEMBLE_COLUMNS),
-            "study": json.dumps(list(plan.study) if plan.study else None)}
+            "study": json.dumps(list(plan.study) if plan.study else None),
+            "xi_pairs": plan.xi_pairs, "xi_notes": json.dumps(list(plan.xi_notes))}
 
 
 def _globals(cfg: Config, plan: Plan) -> dict:
@@ -482,7 +490,8 @@ def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
     gamma = "with Gamma" if plan.have_gamma else "without Gamma (no gradcam.h5)"
     return (f"analyze: {plan.n_samples} test samples x 2 classes and {int(np.prod(plan.shape))} "
             f"propensity ensemble(s), {gamma}; xi in {list(plan.xis)}, C(r) to "
-            f"{plan.r_corr:.3g}; {n_todo} tasks to do on {size} rank(s)")
+            f"{plan.r_corr:.3g}; {n_todo} tasks to do on {size} rank(s)"
+            + "".join(f"\nanalyze: WARNING: {note}" for note in plan.xi_notes))
 
 
 def _headline(fh, cfg: Config, rd: RunDir) -> dict:

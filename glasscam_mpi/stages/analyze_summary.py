@@ -101,7 +101,7 @@ def summarize_into(path, cfg, plan) -> dict:
         xis = fh["xis"][:]
         r = fh["r"][:]
         dyn_ok = fh["status"][plan.n_samples:].reshape(plan.shape) == 1
-        notes: list[str] = []
+        notes: list[str] = list(json.loads(fh.attrs.get("xi_notes", "[]")))
         head: dict = {"T_star": _t_star(fh, cfg), "forms": forms(cfg),
                       "have_gamma": bool(plan.have_gamma)}
         if not plan.have_gamma:
@@ -186,7 +186,8 @@ def summarize_into(path, cfg, plan) -> dict:
             head["table4"] = {f"{t:g}": [_f(v) for v in table4[j]] for j, t in enumerate(targets)}
 
         # -- Fig. 6, supplement Table S2: pairwise correlations over test samples -----------
-        a_pairs = int(np.flatnonzero(xis == cfg.analyze.xi_pairs)[0])
+        xi_pairs = float(fh.attrs.get("xi_pairs", cfg.analyze.xi_pairs))
+        a_pairs = int(np.flatnonzero(xis == xi_pairs)[0])
         correct = fh["samples/correct"][:]
         keep = correct != 0                                      # -1 (no CNN) counts as kept
         S["n_misclassified"] = (correct == 0).sum(axis=0)
@@ -201,7 +202,7 @@ def summarize_into(path, cfg, plan) -> dict:
             S[f"pairs_{method}"].attrs["columns"] = ",".join(STATS)
         pear = fh["samples/pearson"][:, :, a_pairs]
         S["n_constant"] = (np.isnan(pear) & keep[:, :, None]).sum(axis=0)
-        S.attrs["xi_pairs"] = cfg.analyze.xi_pairs
+        S.attrs["xi_pairs"] = xi_pairs
         head["pairs_glass_mean"] = {name: _f(S["pairs_pearson"][1, p, 1])
                                     for p, name in enumerate(PAIR_NAMES)}
         head["n_misclassified"] = {"liquid": int(S["n_misclassified"][0]),
@@ -304,9 +305,10 @@ def _xi_delta(cfg, targets, xi_used, xis, notes) -> tuple[float, str]:
                 notes.append(f"xi_Delta taken at delta = {targets[j]:g}, the reached target "
                              f"closest to delta_ref = {a.delta_ref:g}")
             return float(xi_used[j]), f"C_Delta 1/e length at delta = {targets[j]:g}"
-    fallback = float(a.xi_pairs)
-    notes.append(f"no delta target reached: xi_Delta = xi_pairs = {fallback:g} for the "
-                 "indicator-propensity correlations")
+    positive = xis[xis > 0]
+    fallback = float(a.xi_pairs) if a.xi_pairs != "auto" else float(positive.max())
+    notes.append(f"no delta target reached: xi_Delta = {fallback:g} (xi_pairs, or the largest "
+                 "xi of the scan) for the indicator-propensity correlations")
     return fallback, "fallback (no delta target reached)"
 
 
