@@ -163,11 +163,15 @@ def table3(d: RunData) -> Table:
     t.rows.append(["ξ_Δ of the indicator-propensity correlations", "Figs 5, 7; Table 5", "Δ",
                    xd, xd, pxi["fig57"] if pxi else float("nan"),
                    str(d.S_attrs.get("xi_delta_source", ""))])
+    edge_words = {1: "the largest ξ scanned: the maximum may lie beyond the scan",
+                  -1: "the smallest ξ scanned"}
     for x in d.shown():
         i = d.index(x)
+        edge = int(S["xi_best_edge"][i]) if "xi_best_edge" in S else 0
         t.rows.append([f"ξ_{SYMBOLS[x]}: maximises the pooled C^max", "Figs 1, 2, 5, 7",
                        form_label(x, d.forms[x]), float(S["xi_best"][i]),
-                       float(S["xi_best"][i]), pxi["indicators"] if pxi else float("nan"), ""])
+                       float(S["xi_best"][i]), pxi["indicators"] if pxi else float("nan"),
+                       edge_words.get(edge, "") if np.isfinite(S["xi_best"][i]) else ""])
     xp = float(d.S_attrs.get("xi_pairs", np.nan))
     t.rows.append(["ξ of the indicator-indicator correlations ([analyze].xi_pairs)",
                    "Fig. 6, Table S2", "all", xp, xp, pxi["fig6"] if pxi else float("nan"),
@@ -208,7 +212,8 @@ def table4(d: RunData) -> Table:
     S, p = d.S, d.paper
     size, full = (d.study[0], d.scale.n_replicas) if d.study else (30, 100)
     cols = ["δ", "ξ_Δ", f"C(e{size}^i, e{size}^j) bare", f"C(ē{size}^i, ē{size}^j)",
-            f"C(e{size}, ē{size})", f"C(e{full}, ē{full})", f"C(ē{size}, ē{full})"]
+            f"C(e{size}^i, ē{size}^i) own", f"C(e{full}, ē{full})", f"C(ē{size}, ē{full})",
+            f"C(e{size}^i, ē{size}^j) other"]
     t = Table("table4", "Table 4: Pearson coefficients between the propensity of different "
                         "ensembles", cols)
     if d.study is None:
@@ -225,8 +230,13 @@ def table4(d: RunData) -> Table:
                        f"e^A, e^B, ...) and the full ensemble of {full}; the bar means "
                        "coarse-grained at ξ_Δ of that δ; mean over configurations and "
                        "temperatures.")
+    t.notes.append(f"C(e{size}, ē{size}) has two readings, both shown: 'own' correlates "
+                   f"sub-ensemble i with its own coarse-grained field (mean over i); 'other' "
+                   f"with the coarse-grained field of another sub-ensemble j ≠ i (mean over "
+                   "i ≠ j). The paper's 'average over i ≠ j' may mean either; its 0.820 is "
+                   "listed under 'own', the reading the package used before.")
     if p and p.get("table4"):
-        t.rows.append(["paper (KAM, 30 / 100)", float("nan"), *p["table4"]])
+        t.rows.append(["paper (KAM, 30 / 100)", float("nan"), *p["table4"], float("nan")])
     t.notes.append(NA_FORM + " (Δ against Δ)")
     return t
 

@@ -50,10 +50,15 @@ theta-volume], ``m`` = len(xis), ``B`` = bins, ``d_t`` recorded times, ``D`` del
     dynamics/corr_delta_r     (n_c, n_T, D, B+1) f8  C_Delta(r) at each target
     dynamics/maps_indicators  (n_c, n_T, X, m, N) f4 normalised coarse-grained indicators
     dynamics/maps_delta       (n_c, n_T, D, m, N) f4 normalised coarse-grained Delta(delta)
-    dynamics/ensemble         (n_c, n_T, D, m, 5) f8 Table 4 columns at every xi (NaN
+    dynamics/ensemble         (n_c, n_T, D, m, 6) f8 Table 4 columns at every xi (NaN
                               without the study): C(e30,e30) bare, C(e30~,e30~),
-                              C(e30,e30~), C(e100,e100~), C(e30~,e100~)
-    summary/...               the tables (see :mod:`glasscam_mpi.stages.analyze_summary`)
+                              C(e30^i, e30~^i) (sub-ensemble i against its own coarse
+                              field), C(e100,e100~), C(e30~,e100~), C(e30^i, e30~^j) mean
+                              over j != i (against another sub-ensemble's coarse field):
+                              the paper's C(e30, e30~) "averaged over i != j" may be either
+    summary/...               the tables (see :mod:`glasscam_mpi.stages.analyze_summary`),
+                              and Table 5's bootstrap uncertainty and null level (see
+                              :mod:`glasscam_mpi.stages.analyze_uncertainty`)
 """
 
 from __future__ import annotations
@@ -86,7 +91,8 @@ PAIR_NAMES = ("gamma-volume", "gamma-theta", "theta-volume")
 CLASSES = ("liquid", "glass")
 PAPER_ONE_MINUS = {"KAM": ("gamma", "theta"), "ABM": ("gamma", "volume"),
                    "ABM-code": ("gamma", "volume"), "KA3D": ("gamma", "theta")}
-ENSEMBLE_COLUMNS = ("e30-e30 bare", "e30~-e30~", "e30-e30~", "e100-e100~", "e30~-e100~")
+ENSEMBLE_COLUMNS = ("e30-e30 bare", "e30~-e30~", "e30-e30~ own", "e100-e100~", "e30~-e100~",
+                    "e30-e30~ other")
 
 
 def one_minus(cfg: Config) -> tuple[str, ...]:
@@ -428,6 +434,10 @@ def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarra
             out[j, a_xi, 3] = pearson_matrix(e100[:, None], g[:, [count]])[0, 0]
             out[j, a_xi, 4] = np.mean([pearson_matrix(g[:, [u]], g[:, [count]])[0, 0]
                                        for u in range(count)])
+            # the other reading of the paper's C(e30, e30~), "averaged over i != j":
+            # sub-ensemble i against the coarse field of sub-ensemble j
+            out[j, a_xi, 5] = np.mean([pearson_matrix(e30[:, [u]], g[:, [v]])[0, 0]
+                                       for u in range(count) for v in range(count) if u != v])
     return out
 
 
