@@ -167,6 +167,12 @@ class AnalyzeSection:
                                doc="replicas per sub-ensemble of the ensemble study (Table 4)")
     subensembles: int = _f(3, 2, 1000, doc="disjoint sub-ensembles of the ensemble study; it "
                                            "runs when n_replicas >= both multiplied")
+    bootstrap: int = _f(200, 0, 100000,
+                        doc="bootstrap resamples (over replicas, and over configurations where "
+                            "there are several) for the uncertainty of C^max and delta*; 0 = none")
+    null_shifts: int = _f(200, 0, 100000,
+                          doc="random periodic shifts of each indicator field against Delta for "
+                              "the null level of C^max; 0 = none")
 
 
 @dataclass(frozen=True)

@@ -396,3 +396,54 @@ def test_fig8_zero_crossings_equal_brute_force(full_run):
             want = rr[0] if i == 0 else rr[i - 1] - cc[i - 1] * (rr[i] - rr[i - 1]) / (cc[i] - cc[i - 1])
             assert an["summary/r_zero"][1, q] == pytest.approx(want, abs=1e-12)
             np.testing.assert_allclose(an["summary/corr_r_mean"][1, :, q], mean, rtol=1e-12)
+
+
+def test_uncertainty_and_null_level_of_table5(full_run):
+    """Issue 18, item 5: Table 5's bootstrap uncertainty and shift null are in analysis.h5
+    and in ``glasscam info``; uniform replica weights give back the stored curves (the
+    resampling acts on the same coarse-grained propensity the analysis correlated)."""
+    from glasscam_mpi.analysis.uncertainty import replica_bootstrap
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.stages.analyze_uncertainty import _ensemble
+
+    rd = full_run[0]
+    cfg = load_config(path=rd / "config.toml")
+    with h5py.File(rd / "analysis.h5", "r") as an, h5py.File(rd / "propensity.h5", "r") as pr, \
+            h5py.File(rd / "prepare.h5", "r") as prep:
+        S = an["summary"]
+        n_T = len(pr["temperatures"])
+        B, n_null = cfg.analyze.bootstrap, cfg.analyze.null_shifts
+        assert S.attrs["n_bootstrap"] == B > 0 and S.attrs["n_null_shifts"] == n_null > 0
+        assert S["bootstrap_cmax"].shape == (3, n_T + 1, B)
+        assert S["null_cmax"].shape == (3, n_T + 1, n_null)
+        unc, nul = S["table5_uncertainty"][:], S["table5_null"][:]
+        for x in range(3):
+            assert np.isfinite(unc[x]).all() and (unc[x, :, 0] > 0).all()
+            assert (unc[x, :, 1] <= unc[x, :, 2]).all() and (unc[x, :, 3] <= unc[x, :, 4]).all()
+            assert np.isfinite(nul[x]).all() and (nul[x, :, 0] <= nul[x, :, 2]).all()
+        xis, xi_best = an["xis"][:], S["xi_best"][:]
+        b = int(np.flatnonzero(xis == S.attrs["xi_delta"])[0])
+        plan = type("P", (), {"shape": (len(pr["configs"]), n_T)})()
+        for c in range(len(pr["configs"])):
+            for k in range(n_T):
+                cg, delta_rep, _ = _ensemble(pr, prep, plan, c, k, float(xis[b]), prep["box"][:])
+                keep = np.isfinite(cg).all(axis=(0, 2))
+                a = [int(np.flatnonzero(xis == xi_best[x])[0]) for x in range(3)]
+                ind = np.stack([an["dynamics/maps_indicators"][c, k, x, a[x]] for x in range(3)],
+                               axis=1).astype(float)
+                n_s = cg.shape[0]
+                C, D = replica_bootstrap(cg[:, keep], delta_rep[:, keep], ind,
+                                         np.full((1, n_s), 1.0 / n_s))
+                for x in range(3):
+                    np.testing.assert_allclose(C[0, :, x], an["dynamics/corr"][c, k][keep][:, x,
+                                                                                        a[x], b],
+                                               atol=2e-5)
+                np.testing.assert_allclose(D[0], an["dynamics/delta"][c, k][keep], rtol=1e-5)
+        head = json.loads(an.attrs["headline"])
+    for name, entry in head["table5"].items():
+        assert entry["C_max_err"] > 0 and len(entry["C_max_interval"]) == 2
+        assert entry["C_max_null_q95"] is not None and isinstance(entry["above_null"], bool)
+    assert head["uncertainty"]["bootstrap"] == B
+    info = json.loads(glasscam(["info", str(rd)]).stdout)
+    assert info["stages"]["analyze"]["headline"]["table5"]["volume"]["C_max_err"] == \
+        head["table5"]["volume"]["C_max_err"]

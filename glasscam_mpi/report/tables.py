@@ -246,21 +246,50 @@ def table5(d: RunData) -> Table:
     S, p = d.S, d.paper
     t = Table("table5", "Table 5: largest correlation C^max of each indicator with the "
                         "propensity, and where (δ*)",
-              ["indicator", "form", "ξ", "T", "C^max", "δ*", "paper C^max", "paper δ*"])
+              ["indicator", "form", "ξ", "T", "C^max", "± (bootstrap std)",
+               "C^max 16-84 %", "δ*", "δ* 16-84 %", "null C^max (95 %)", "δ* at",
+               "paper C^max", "paper δ*"])
     temps = d.scale.temperatures
+    n_T = len(temps)
+    X = len(d.indicators)
+    nan3 = np.full((X, n_T + 1, 5), np.nan)
+    unc = S.get("table5_uncertainty", nan3)
+    nul = S.get("table5_null", nan3[..., :3])
+    edge = S.get("table5_edge", np.zeros((X, n_T + 1), np.int8))
+    where = {0: "inside", 1: "last δ (lower bound)", -1: "first δ"}
+
+    def interval(lo, hi) -> str:
+        return "—" if not (np.isfinite(lo) and np.isfinite(hi)) else f"{lo:.3g} – {hi:.3g}"
+
     for x in d.shown():
         i = d.index(x)
         T5 = S["table5"][i]                              # (n_T + 1, 3)
         pc, pd = p["table5"][x] if p else (float("nan"), float("nan"))
-        for k in range(len(temps) + 1):
-            last = k == len(temps)
+        for k in range(n_T + 1):
+            last = k == n_T
+            u = unc[i, k]
             t.rows.append([SYMBOLS[x], form_label(x, d.forms[x]), float(T5[k, 2]),
                            "all (pooled)" if last else float(temps[k]), float(T5[k, 0]),
-                           float(T5[k, 1]), pc if last else float("nan"),
+                           float(u[0]), interval(u[1], u[2]), float(T5[k, 1]),
+                           interval(u[3], u[4]), float(nul[i, k, 2]),
+                           where[int(edge[i, k])], pc if last else float("nan"),
                            pd if last else float("nan")])
     t.notes.append("Form: C^max is the Pearson coefficient of the form shown (1 − X where the "
                    "paper flips X to make it positive) with Δ coarse-grained at ξ_Δ = "
-                   f"{float(d.S_attrs.get('xi_delta', np.nan)):g}; mean over configurations.")
+                   f"{float(d.S_attrs.get('xi_delta', np.nan)):g}; the configurations are "
+                   "pooled at common δ (a log-δ grid over the δ every configuration reached).")
+    n_boot = int(d.S_attrs.get("n_bootstrap", 0))
+    n_null = int(d.S_attrs.get("n_null_shifts", 0))
+    t.notes.append(f"Uncertainty: {n_boot} bootstrap resamples (random-sign resampling of the "
+                   "replicas of each ensemble and, with several configurations, configurations "
+                   "drawn with replacement), at fixed ξ and ξ_Δ; 16-84 % is the percentile "
+                   f"interval. Null: C^max of the indicator field under {n_null} random periodic "
+                   "shifts against Δ, its 95th percentile; a C^max below it is not resolved."
+                   if n_boot or n_null else "No uncertainty computed ([analyze].bootstrap = 0 "
+                   "and null_shifts = 0).")
+    if (edge == 1).any():
+        t.notes.append("'last δ (lower bound)': C^max is at the last δ all configurations "
+                       "reached: the curve may still rise there.")
     if not d.have_gamma:
         t.notes.append("No Γ rows: the CNN stages were not run (no gradcam.h5).")
     return t

@@ -490,9 +490,11 @@ def _globals(cfg: Config, plan: Plan) -> dict:
 
 def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
     from glasscam_mpi.stages.analyze_summary import summarize_into
+    from glasscam_mpi.stages.analyze_uncertainty import uncertainty_into
 
     if comm.Get_rank() == 0:
         summarize_into(path, cfg, plan)
+        uncertainty_into(path, cfg, plan)  # Table 5's uncertainty and null level
     comm.Barrier()
 
 
