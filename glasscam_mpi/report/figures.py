@@ -178,9 +178,9 @@ def corr_r(d: RunData, out: Path) -> FigureFile:
     return save(fig, out, "fig8_corr_r", title,
                 "summary/corr_r_mean (glass, correctly classified samples); dashed: where C(r) "
                 "first crosses 0 (summary/r_zero; '≤' where C ≤ 0 already at the first pair "
-                "distance, summary/r_zero_first_shell: an upper bound)" + ("; right: Grad-CAM of each convolution "
-                "layer (summary/corr_r_layers_mean), the sensitivity to the layer." if layers
-                                                      else "."))
+                "distance, summary/r_zero_first_shell: an upper bound)"
+                + ("; right: Grad-CAM of each convolution layer (summary/corr_r_layers_mean), "
+                   "the sensitivity to the layer." if layers else "."))
 
 
 def xi_scan(d: RunData, out: Path) -> FigureFile:

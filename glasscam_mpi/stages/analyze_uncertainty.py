@@ -8,8 +8,8 @@ and the ensemble (c, k), so the result does not depend on the rank count.
 For each temperature and each analysed ensemble (configuration c): the ok replicas'
 cage-relative displacement fields (propensity.h5) coarse-grained once at xi_Delta, the
 indicators at their xi_best (analysis.h5 ``dynamics/maps_indicators``, the form used),
-``[analyze].bootstrap`` wild-bootstrap resamples of the replicas, and ``[analyze].null_shifts`` random periodic
-shifts of the indicators. Then, per resample, configurations drawn with replacement (when
+``[analyze].bootstrap`` wild-bootstrap resamples of the replicas, and
+``[analyze].null_shifts`` random periodic shifts of the indicators. Then, per resample, configurations drawn with replacement (when
 there are several), pooled at common delta, and C^max, delta* taken as for Table 5.
 
     summary/bootstrap_cmax        (X, n_T + 1, B) f8  C^max of each resample at xi_best (last
