@@ -22,4 +22,27 @@ def describe(run_dir: str | Path) -> dict:
                  "stages": {name: stage.summarize(rd, cfg) for name, stage in STAGES.items()},
                  "config": cfg.to_dict()}
     out["complete"] = [name for name, s in out["stages"].items() if s.get("complete")]
-    return out
+    return json_safe(out)
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (NaN, +-inf) as None and numpy scalars and
+    arrays as Python numbers and lists: ``json.dumps`` would print NaN / Infinity, which is
+    not JSON (a strict parser, ``jq`` included, refuses it)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
