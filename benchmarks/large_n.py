@@ -37,6 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from glasscam_mpi.md.engine import DEFAULT_STYLE, style_args  # noqa: E402
 from glasscam_mpi.md.replica import input_script, write_data_file  # noqa: E402
 from glasscam_mpi.systems import get_system  # noqa: E402
 
@@ -108,9 +109,9 @@ def bench_system(system_name: str, n: int, steps: int, repeats: int) -> dict:
             "k1": [*mpiexec(1), sys.executable, __file__, "--worker", npz, system_name, str(steps)],
             "k2": [*mpiexec(2), sys.executable, __file__, "--worker", npz, system_name, str(steps)],
             "lmp_np1": [*mpiexec(1), lmp_executable(), "-in", f"{tmp}/in.replica", "-log", "none",
-                        "-screen", "none", "-nocite"],
+                        "-screen", "none", "-nocite", *style_args(DEFAULT_STYLE)],
             "lmp_np2": [*mpiexec(2), lmp_executable(), "-in", f"{tmp}/in.replica", "-log", "none",
-                        "-screen", "none", "-nocite"],
+                        "-screen", "none", "-nocite", *style_args(DEFAULT_STYLE)],
         }
         seconds: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(repeats):

@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from glasscam_mpi.analysis import cage_relative_displacement, voronoi_neighbors  # noqa: E402
 from glasscam_mpi.md.cooling import CoolingPlan, run_cooling  # noqa: E402
+from glasscam_mpi.md.engine import DEFAULT_STYLE, style_args  # noqa: E402
 from glasscam_mpi.md.replica import (input_script, log_times, run_replica,  # noqa: E402
                                      write_data_file)
 from glasscam_mpi.systems import get_system  # noqa: E402
@@ -73,7 +74,8 @@ def main() -> None:
     script = workdir / "in.replica"
     script.write_text(input_script(system, "glass.data", T=args.T, seed=4242, timestep=dt,
                                    steps=steps, dump="traj.dump"))
-    cmd = [lmp_executable(), "-in", str(script), "-log", "none", "-screen", "none", "-nocite"]
+    cmd = [lmp_executable(), "-in", str(script), "-log", "none", "-screen", "none", "-nocite",
+           *style_args(DEFAULT_STYLE)]  # the styles run_replica runs by default
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
     os.sched_setaffinity(0, {0})

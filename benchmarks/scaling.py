@@ -233,11 +233,15 @@ def worker(args) -> None:
                                              dump=str(wdir / f"dump.{i}")))
                 scripts.append(path)
     if args.worker_engine == "lmp":
+        from glasscam_mpi.md.engine import style_args
+
         exe = lmp_executable()
+        # the styles the stage runs ([prepare|propensity].lammps_style)
+        styles = style_args(getattr(cfg, args.worker).lammps_style)
 
         def one(i):
             subprocess.run([exe, "-in", str(scripts[i]), "-log", "none", "-screen", "none",
-                            "-nocite"], check=True, cwd=wdir, stdout=subprocess.DEVNULL)
+                            "-nocite", *styles], check=True, cwd=wdir, stdout=subprocess.DEVNULL)
     print("ready", flush=True)
     sys.stdin.readline()
     start = time.time()

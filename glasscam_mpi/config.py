@@ -34,6 +34,11 @@ def _f(default, lo=None, hi=None, *, lo_open=False, choices=None, doc=""):
                                             "choices": choices, "doc": doc})
 
 
+LAMMPS_STYLE_DOC = ("LAMMPS styles: omp = the OPENMP variants (-sf omp) on one thread per "
+                    "rank, faster; plain = the stock styles. Same physics; trajectories agree "
+                    "to rounding, not bit for bit (md/engine.py)")
+
+
 @dataclass(frozen=True)
 class RunSection:
     seed: int = _f(2023, 0, 2**63 - 1, doc="master seed; every task's stream derives from it")
@@ -63,6 +68,7 @@ class PrepareSection:
     ranks_per_task: int = _f(1, 1, 4096,
                              doc="MPI ranks that run one cooling run together (LAMMPS domain "
                                  "decomposition); the job's rank count must be a multiple")
+    lammps_style: str = _f("omp", choices=("omp", "plain"), doc=LAMMPS_STYLE_DOC)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class PropensitySection:
     ranks_per_task: int = _f(1, 1, 4096,
                              doc="MPI ranks that run one replica together (LAMMPS domain "
                                  "decomposition); the job's rank count must be a multiple")
+    lammps_style: str = _f("omp", choices=("omp", "plain"), doc=LAMMPS_STYLE_DOC)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ class MDRates:
     instance_seconds: float        # open LAMMPS and read a configuration (a replica segment)
     memory_bytes: int              # resident memory of this process with the instance open
     glass: dict                    # the quenched configuration (box, positions, types)
+    style: str = "omp"             # the LAMMPS styles timed (md.engine.STYLES)
 
     def per_step(self, T) -> np.ndarray:
         return np.interp(T, self.temperatures, self.seconds_per_step)
@@ -121,7 +122,8 @@ class MDRates:
         return {"temperatures": self.temperatures,
                 "steps_per_s": [round(1.0 / s, 1) for s in self.seconds_per_step],
                 "steps_timed": self.steps_timed, "setup_seconds": round(self.setup_seconds, 4),
-                "segment_setup_seconds": round(self.instance_seconds, 4)}
+                "segment_setup_seconds": round(self.instance_seconds, 4),
+                "lammps_style": self.style}
 
 
 def calibration_temperatures(cfg: Config, replica_T: np.ndarray | None = None) -> list[float]:
@@ -135,20 +137,23 @@ def calibration_temperatures(cfg: Config, replica_T: np.ndarray | None = None) -
 
 
 def measure_md(cfg: Config, temperatures: list[float], seconds_per_point: float = 0.4,
-               seed: int = 12345) -> MDRates:
+               seed: int = 12345, style: str | None = None) -> MDRates:
     """Time the configured system in LAMMPS: set-up as in a cooling run, then a short run
-    at each temperature (hot to cold, each after a warm-up at that temperature)."""
+    at each temperature (hot to cold, each after a warm-up at that temperature).
+
+    ``style``: the LAMMPS styles timed (default ``[prepare].lammps_style``)."""
     from glasscam_mpi.md.cooling import setup_lines
     from glasscam_mpi.md.engine import MDError, commands, open_lammps, snapshot
     from glasscam_mpi.md.replica import load_configuration_lines
 
     p, system, N = cfg.prepare, cfg.sys, cfg.system.n_particles
+    style = p.lammps_style if style is None else style
     tdamp = p.tdamp_steps * p.timestep
-    with open_lammps():  # load the library once, as the first task of a job has done
+    with open_lammps(style=style):  # load the library once, as a job's first task has
         pass
     t0 = _cpu()
     per_T: dict[float, tuple[float, int]] = {}
-    with open_lammps() as lmp:
+    with open_lammps(style=style) as lmp:
         commands(lmp, setup_lines(system, N, seeds=(seed, seed + 1, seed + 2),
                                   min_distance=p.min_distance, timestep=p.timestep,
                                   T_high=p.T_high, tdamp_steps=p.tdamp_steps, n_equilibrate=0))
@@ -170,13 +175,13 @@ def measure_md(cfg: Config, temperatures: list[float], seconds_per_point: float 
             per_T[T] = ((_cpu() - t0) / n, n)
         glass = snapshot(lmp, system.dim)
     t0 = _cpu()
-    with open_lammps() as lmp:  # what each replica segment pays: a fresh instance, a config
+    with open_lammps(style=style) as lmp:  # what each replica segment pays: a fresh instance
         commands(lmp, load_configuration_lines(system, glass["box"]))
         commands(lmp, ["run 0 post no"])
     instance = _cpu() - t0
     temps = sorted(per_T)
     return MDRates(temps, [per_T[T][0] for T in temps], [per_T[T][1] for T in temps],
-                   setup, instance, memory, glass)
+                   setup, instance, memory, glass, style)
 
 
 # -- learning calibration -------------------------------------------------------------------
@@ -318,8 +323,11 @@ def _farm_schedule(n_tasks: int, task_s: float, ranks: int, per_task: int, windo
     return waves * task_s, windows, warnings
 
 
-def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
-    """Every stage's cost on ``profile`` from the calibration ``md`` and ``learn``."""
+def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates,
+              md_propensity: MDRates | None = None) -> dict:
+    """Every stage's cost on ``profile`` from the calibration ``md`` and ``learn``
+    (``md_propensity``: the replicas' rates where ``[propensity].lammps_style`` differs from
+    ``[prepare]``'s; default ``md``)."""
     from glasscam_mpi.md.replica import log_times
     from glasscam_mpi.stages import gradcam as gradcam_stage
     from glasscam_mpi.stages import indicators as indicators_stage
@@ -355,7 +363,8 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
     run_bytes = 2 * N * d * 8
     farm("prepare", p.n_runs, task_s, ranks_per_task(cfg, "prepare"),
          p.n_runs * rows_bytes(rows), md.memory_bytes + run_bytes,
-         f"measured: LAMMPS set-up {md.setup_seconds:.3g} s and steps/s at "
+         f"measured: LAMMPS set-up {md.setup_seconds:.3g} s and steps/s ({p.lammps_style} "
+         "styles) at "
          f"{len(md.temperatures)} temperatures; {cooling.n_equilibrate} + {cooling.n_total} "
          "steps per run integrated over the ramp")
 
@@ -416,8 +425,9 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
     if q.temperature_unit == "T_star":
         temps = temps * T_star
     steps = log_times(p.timestep, q.t_max, q.n_times)
-    seg = md.instance_seconds * q.rounds
-    per_T = [seg + float(md.per_step(T)) * int(steps[-1]) for T in temps]
+    mdq = md if md_propensity is None else md_propensity
+    seg = mdq.instance_seconds * q.rounds
+    per_T = [seg + float(mdq.per_step(T)) * int(steps[-1]) for T in temps]
     n_rep = q.n_configs * q.n_replicas
     prop_rows = propensity_stage._rows(cfg, SimpleNamespace(steps=steps))
     merged = q.n_configs * len(temps) * (len(steps) * (N * 4 + 8) + len(q.delta_targets) * (N * 4 + 8))
@@ -425,8 +435,9 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates) -> dict:
          ranks_per_task(cfg, "propensity"),
          n_rep * len(temps) * rows_bytes(prop_rows) + merged,
          md.memory_bytes + len(steps) * N * d * 8 * 2,
-         f"measured steps/s at the replica temperatures {', '.join(f'{T:.3g}' for T in temps)}"
-         f"{note}; {int(steps[-1])} steps per replica (t_max, no early stop: an upper bound "
+         f"measured steps/s ({q.lammps_style} styles) at the replica temperatures "
+         f"{', '.join(f'{T:.3g}' for T in temps)}{note}; {int(steps[-1])} steps per replica "
+         "(t_max, no early stop: an upper bound "
          f"while stop_factor = {q.stop_factor:g})")
     # analyze: the stage's own task functions on the calibration's glass
     n_T = len(temps)
@@ -549,10 +560,14 @@ def plan(cfg: Config, profile, rates_from=None, seconds_per_point: float = 0.4) 
         temps = np.array(cfg.propensity.temperatures)
     log = read_train_log(rates_from) if rates_from is not None else None
     md = measure_md(cfg, calibration_temperatures(cfg, temps), seconds_per_point)
+    md_propensity = None
+    if cfg.propensity.lammps_style != cfg.prepare.lammps_style:
+        md_propensity = measure_md(cfg, sorted(set(np.round(temps, 6).tolist())),
+                                   seconds_per_point, style=cfg.propensity.lammps_style)
     learn = measure_learning(cfg, md.glass)
     if log is not None:
         learn = rates_from_log(log, learn)
-    return make_plan(cfg, profile, md, learn)
+    return make_plan(cfg, profile, md, learn, md_propensity)
 
 
 def _hours(h: float | None) -> str:
@@ -589,7 +604,8 @@ def render_table(result: dict) -> str:
         if s["memory_note"]:
             lines.append(f"  {name} memory: {s['memory_note']}")
     md = result["calibration"]["md"]
-    lines += ["", "MD calibration here (steps/s on one core, by temperature): "
+    lines += ["", f"MD calibration here ({md.get('lammps_style', 'plain')} styles; steps/s on "
+              "one core, by temperature): "
               + ", ".join(f"T={T:g}: {r:,.0f}" for T, r in zip(md["temperatures"],
                                                                md["steps_per_s"]))]
     for w in result["warnings"]:

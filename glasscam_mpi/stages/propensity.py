@@ -200,7 +200,8 @@ def run_segment(cfg: Config, plan: Plan, index: int, r: int, cage, rounds: _Roun
                       steps=plan.steps[list(plan.segments[r])], ensemble=cfg.propensity.ensemble,
                       tdamp_steps=cfg.prepare.tdamp_steps,
                       restart_from=rounds.state(index, r - 1) if r else None,
-                      restart_to=state_out, inject_fault=inject_fault, comm=comm)
+                      restart_to=state_out, inject_fault=inject_fault, comm=comm,
+                      style=cfg.propensity.lammps_style)
     out = {"cage_displacement": cage_relative_displacement(res.positions - x0, *cage)
            .astype(np.float32)}
     if r == 0:
