@@ -40,14 +40,14 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _requested(args):
-    from glasscam_mpi.config import load_config
+    from glasscam_mpi.config import load_config, load_saved_config
 
     if not (args.preset or args.config or args.overrides):
         return None  # continue with the run directory's saved config
     saved = Path(args.run_dir) / "config.toml" if getattr(args, "run_dir", None) else None
     if not (args.preset or args.config) and saved is not None and saved.exists():
         # --set alone on an existing run directory changes its saved config
-        return load_config(path=saved, overrides=args.overrides)
+        return load_saved_config(saved, overrides=args.overrides)
     return load_config(preset=args.preset, path=args.config, overrides=args.overrides)
 
 

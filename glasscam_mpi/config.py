@@ -401,6 +401,27 @@ def load_config(preset: str | None = None, path: str | Path | None = None,
     return build_config(data, origin=str(path or preset or "defaults"))
 
 
+# Fields added after run directories already existed, with the value an older saved
+# config.toml (fully resolved, so a key it lacks is a key that did not exist yet) stands
+# for: what the package did before the field was there. Read by load_saved_config only;
+# a user's file still gets today's defaults.
+LEGACY_VALUES = {("prepare", "lammps_style"): "plain", ("propensity", "lammps_style"): "plain"}
+
+
+def load_saved_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A run directory's saved ``config.toml`` (then ``--set`` overrides); a field it
+    predates takes the value the package used before that field existed
+    (:data:`LEGACY_VALUES`), not today's default, so a run directory made by an older
+    version goes on as it started."""
+    data = _read_toml(path, str(path))
+    for (section, key), value in LEGACY_VALUES.items():
+        if isinstance(data.get(section), dict) and key not in data[section]:
+            data[section][key] = value
+    for text in overrides:
+        data = _merge(data, parse_override(text), f"--set {text}")
+    return build_config(data, origin=str(path))
+
+
 def config_diff(a: Config, b: Config) -> list[str]:
     """Lines ``[section].key: a -> b`` for every field that differs."""
     da, db = a.to_dict(), b.to_dict()

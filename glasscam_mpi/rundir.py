@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from glasscam_mpi.config import Config, ConfigError, build_config, config_diff, load_config
+from glasscam_mpi.config import (Config, ConfigError, build_config, config_diff,
+                                 load_saved_config)
 from glasscam_mpi.store import ShardStore
 
 
@@ -117,7 +118,7 @@ class RunDir:
     def saved_config(self) -> Config | None:
         if not self.config_path.exists():
             return None
-        return load_config(path=self.config_path)
+        return load_saved_config(self.config_path)
 
     # Sections every stage's results depend on: fixed once the run directory exists.
     BASE_SECTIONS = ("run", "system", "prepare")

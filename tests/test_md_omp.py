@@ -165,3 +165,32 @@ def test_config_chooses_the_style_of_the_prepare_task():
         np.testing.assert_array_equal(tasks[style]["pe"], ref.pe)
     # the two styles' runs are not bit-identical (evidence each task ran its own style)
     assert not np.array_equal(tasks["plain"]["glass"], tasks["omp"]["glass"])
+
+
+def test_a_run_directory_older_than_the_field_goes_on_with_the_plain_styles(tmp_path):
+    """A saved config.toml without lammps_style was made by a version that ran the plain
+    styles: resuming it must not switch its remaining runs to omp (mixed styles in one
+    prepare), while a new run directory gets the omp default."""
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.rundir import RunDir
+
+    cfg = load_config(preset="demo")
+    old = "\n".join(line for line in cfg.to_toml().splitlines()
+                    if not line.startswith("lammps_style"))
+    rd = RunDir(tmp_path / "old")
+    rd.path.mkdir()
+    rd.config_path.write_text(old + "\n")
+    saved = rd.saved_config()
+    assert saved.prepare.lammps_style == "plain"
+    assert saved.propensity.lammps_style == "plain"
+    assert rd.resolve_config(None).prepare.lammps_style == "plain"
+    new = RunDir(tmp_path / "new").resolve_config(cfg)
+    assert new.prepare.lammps_style == "omp"
+    assert RunDir(tmp_path / "new").saved_config().prepare.lammps_style == "omp"
+    # --set alone on the old directory (the CLI's path) keeps its plain [prepare] and may
+    # change the not-yet-started [propensity]
+    from glasscam_mpi.config import load_saved_config
+
+    changed = load_saved_config(rd.config_path, overrides=["propensity.lammps_style=omp"])
+    assert changed.prepare.lammps_style == "plain"
+    assert rd.resolve_config(changed).propensity.lammps_style == "omp"
