@@ -124,6 +124,15 @@ class TrainSection:
     amp: bool = _f(False, doc="mixed precision (bfloat16 autocast) on CUDA")
     check_sync: bool = _f(False, doc="verify after every step that all ranks hold identical "
                                      "parameters (slow; for tests)")
+    ensemble: int = _f(1, 1, 256, doc="networks trained that differ only in their seed (a seed "
+                                      "ensemble); Grad-CAM averages their [0, 1]-normalised "
+                                      "Gamma; 1 = one network (train/best.pt); member m >= 1 "
+                                      "is kept in train/member-<m>/")
+    seed: int = _f(0, 0, 10**9, doc="network index of the first network: network j trains "
+                                    "from a seed derived from [run].seed and j (j = 0: "
+                                    "[run].seed itself); members take seed, seed + 1, ...")
+    train_runs: int = _f(0, 0, 10**7, doc="training runs used (the first of the train split); "
+                                          "0 = all")
 
 
 @dataclass(frozen=True)

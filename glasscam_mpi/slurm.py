@@ -50,7 +50,7 @@ from glasscam_mpi.walltime import EXIT_NOT_FINISHED
 ROOT = Path(__file__).resolve().parents[1]
 JOBSCRIPTS = ROOT / "jobscripts"
 PROFILES = ROOT / "hpc" / "profiles"
-GPU_STAGES = frozenset({"train", "gradcam"})
+GPU_STAGES = frozenset({"train", "gradcam", "sweep"})
 # Stages that stop on the walltime warning and continue in a new job (task farms)
 CONTINUED_STAGES = frozenset({"prepare", "gradcam", "indicators", "propensity", "analyze"})
 
@@ -189,7 +189,7 @@ def check_directive_path(what: str, path: Path | str) -> None:
 
 def render(stage: str, profile: Profile, run_dir: Path | str, *,
            glasscam: str | Sequence[str] | None = None,
-           workdir: Path | str | None = None) -> str:
+           workdir: Path | str | None = None, extra: dict | None = None) -> str:
     """The sbatch script of ``stage`` for ``profile``.
 
     ``glasscam`` is the command that runs glasscam: the path of an executable, or a list
@@ -202,6 +202,16 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
     known = stages_with_scripts()
     if stage not in known:
         raise ConfigError(f"no job script for stage {stage!r}; stages with scripts: {', '.join(known)}")
+    extra = dict(extra or {})
+    if stage == "sweep":  # a command with its own arguments, not a stage of the chain
+        if "variants" not in extra:
+            raise ConfigError("the sweep's job script needs its variants file: submit it with "
+                              "'glasscam sweep --run-dir DIR --variants FILE --submit PROFILE'")
+        if _CONTROL.search(str(extra["variants"])):
+            raise ConfigError(f"variants file {str(extra['variants'])!r} cannot go into a job "
+                              "script: allowed: any character but control characters "
+                              "(newline, tab, ...); rename it")
+        extra.setdefault("seeds", None)
     check_profile(profile)
     run_dir = Path(run_dir).resolve()
     check_directive_path("run directory", run_dir)
@@ -224,7 +234,7 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
         job_name=f"glasscam-{stage}", log=log, launcher=shlex.split(profile.launcher),
         glasscam=list(glasscam), workdir=Path(workdir or run_dir).resolve(),
         continued=stage in CONTINUED_STAGES and profile.signal_lead > 0,
-        not_finished=EXIT_NOT_FINISHED)
+        not_finished=EXIT_NOT_FINISHED, **extra)
 
 
 Runner = Callable[..., subprocess.CompletedProcess]

@@ -65,16 +65,21 @@ class Split:
         return len(self.labels)
 
 
-def load_split(prepare_h5: Path | str, name: str, positions: bool = True) -> Split:
+def load_split(prepare_h5: Path | str, name: str, positions: bool = True,
+               max_runs: int = 0) -> Split:
     """Both classes of every ok run of split ``name``; refuses an empty or one-class split.
 
     ``positions=False`` reads the labels and run indices only (positions and types None):
     a feed that grids on the fly reads the positions itself, in chunks, onto its device.
+    ``max_runs`` > 0 keeps the first ``max_runs`` ok runs of the split only
+    (``[train].train_runs``).
     """
     import h5py
 
     with h5py.File(prepare_h5, "r") as fh:
         runs = np.flatnonzero((fh["split"][:] == SPLITS[name]) & (fh["status"][:] == 1))
+        if max_runs:
+            runs = runs[:max_runs]
         if len(runs) == 0:
             raise ConfigError(f"the {name} split of {prepare_h5} has no ok runs; raise "
                               "[prepare].n_runs or the split fractions")
