@@ -53,6 +53,9 @@ PROFILES = ROOT / "hpc" / "profiles"
 GPU_STAGES = frozenset({"train", "gradcam", "sweep"})
 # Stages that stop on the walltime warning and continue in a new job (task farms)
 CONTINUED_STAGES = frozenset({"prepare", "gradcam", "indicators", "propensity", "analyze"})
+# Commands with a job script that are not stages of the afterok chain ('glasscam submit'
+# does not take them; each submits itself, with its own arguments)
+COMMANDS = frozenset({"sweep"})
 
 
 class SlurmError(RuntimeError):
@@ -173,7 +176,7 @@ def shell_words(value) -> str:
 def stages_with_scripts() -> list[str]:
     """The stages that have a job script (``jobscripts/<stage>.sbatch.j2``)."""
     return sorted(p.name.split(".")[0] for p in JOBSCRIPTS.glob("*.sbatch.j2")
-                  if not p.name.startswith("base"))
+                  if not p.name.startswith("base") and p.name.split(".")[0] not in COMMANDS)
 
 
 def check_directive_path(what: str, path: Path | str) -> None:
@@ -200,9 +203,9 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
     import jinja2
 
     known = stages_with_scripts()
-    if stage not in known:
-        raise ConfigError(f"no job script for stage {stage!r}; stages with scripts: {', '.join(known)}")
     extra = dict(extra or {})
+    if stage not in known and stage not in COMMANDS:
+        raise ConfigError(f"no job script for stage {stage!r}; stages with scripts: {', '.join(known)}")
     if stage == "sweep":  # a command with its own arguments, not a stage of the chain
         if "variants" not in extra:
             raise ConfigError("the sweep's job script needs its variants file: submit it with "
