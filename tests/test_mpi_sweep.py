@@ -194,3 +194,17 @@ def test_a_bad_variant_is_refused_before_anything_runs(swept, tmp_path):
     res = glasscam(["sweep", "--run-dir", str(tmp_path), "--variants", str(bad)], n=1,
                    check=False)
     assert res.returncode == 2 and "not a run directory" in res.stderr
+
+
+def test_the_parent_report_shows_the_sweep(swept):
+    p3 = swept["p3"]
+    glasscam(["analyze", "--run-dir", str(p3)], n=2)     # the parent's own analysis (no CNN)
+    glasscam(["report", "--run-dir", str(p3)], n=1)
+    md = (p3 / "report" / "report.md").read_text()
+    assert "### CNN variants of this run (glasscam sweep)" in md
+    assert "| stride1-layer0 | ensemble |" in md
+    assert (p3 / "report" / "figures" / "sweep.png").read_bytes() == \
+        (p3 / "sweep" / "sweep.png").read_bytes()
+    assert (p3 / "report" / "tables" / "sweep.csv").is_file()
+    assert 'id="sweep"' in (p3 / "report" / "report.html").read_text()
+    assert {name: _sha(p3 / name) for name in SHARED} == swept["before"]

@@ -76,6 +76,8 @@ seed = 10
     ("[variant.a]", ["unknown top-level key(s) variant", "[variants.NAME]"]),
     ("seeds = 2", ["no variants"]),
     ("[variants.bad]\ntrain = 3", ["variant 'bad'", "'train' must be a table"]),
+    ("[variants.bad]\ntrain.liquid_snapshot = 0.6",
+     ["variant 'bad'", "[train].liquid_snapshot = 0.6", "[prepare].extra_snapshots = []"]),
 ])
 def test_a_bad_variant_is_refused_naming_variant_field_value_and_what_is_allowed(
         tmp_path, parent_cfg, text, expected):

@@ -36,6 +36,11 @@ datasets are member 0's, and it adds
                            best_epoch attribute
 
 With k = 1 (the default) nothing changes: the same files, the same numbers.
+
+``[train].train_runs`` = n > 0 trains on the first n ok runs of the train split only, and
+``[train].liquid_snapshot`` = T > 0 takes the liquid class (train, validation and test)
+from prepare.h5's snapshot at T (``[prepare].extra_snapshots``) instead of the T_liquid
+sample; Grad-CAM and analyze keep explaining the T_liquid and T_glass samples.
 """
 
 from __future__ import annotations
@@ -176,8 +181,9 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
                           f"{size} ranks (each rank takes an equal part of every mini-batch)")
     gspec = grid_spec_of(cfg)
     # labels first: positions are read by the feed, held on the host only when gridded here
+    liq = t.liquid_snapshot  # the liquid class: T_liquid's sample, or a stored snapshot
     train, val = (load_split(rd.stage_file("prepare"), s, positions=False,
-                             max_runs=t.train_runs if s == "train" else 0)
+                             max_runs=t.train_runs if s == "train" else 0, liquid_T=liq)
                   for s in ("train", "validation"))
     if len(train) < t.batch_size:
         raise ConfigError(f"[train].batch_size = {t.batch_size} is larger than the "
@@ -221,10 +227,11 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
     grids = None
     if on_the_fly:
         feed = PositionFeed(rd.stage_file("prepare"), train.runs, train.labels, gspec, train.box,
-                            device)
+                            device, liquid_T=liq)
         X_host = None
     else:
-        train = load_split(rd.stage_file("prepare"), "train", max_runs=t.train_runs)
+        train = load_split(rd.stage_file("prepare"), "train", max_runs=t.train_runs,
+                           liquid_T=liq)
         grids = NodeShared(comm, (len(train), *gspec.shape), share=t.shared_grids)
         X_host = torch.from_numpy(grids.fill(lambda lo, hi: grid_split(train, gspec,
                                                                        np.arange(lo, hi))))
@@ -253,7 +260,7 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
     net = par.wrap_model(model)
     if apart and state_path is None:
         show_digests("after the broadcast")
-    val_feed, val_y = _eval_feed(rd, val, rank, size, gspec, device, on_the_fly)
+    val_feed, val_y = _eval_feed(rd, val, rank, size, gspec, device, on_the_fly, liq)
     n_batches = len(train) // t.batch_size
     local = t.batch_size // size
     amp = t.amp and device.type == "cuda"
@@ -359,10 +366,10 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
         grids.free()
 
     # the best model on the test set, split over the ranks
-    test = load_split(rd.stage_file("prepare"), "test", positions=False)
+    test = load_split(rd.stage_file("prepare"), "test", positions=False, liquid_T=liq)
     best_state = load_checkpoint(files["best"])
     model.load_state_dict(best_state["model"])
-    test_feed, test_y = _eval_feed(rd, test, rank, size, gspec, device, on_the_fly)
+    test_feed, test_y = _eval_feed(rd, test, rank, size, gspec, device, on_the_fly, liq)
     _, pred = _evaluate(model, test_feed, test_y, device, amp)
     confusion = np.zeros((2, 2))
     np.add.at(confusion, (test_y.cpu().numpy(), pred), 1)
@@ -417,7 +424,8 @@ def _channel_mean_std(feed):
     return mean, torch.sqrt(torch.clamp((s2 / count).cpu() - mean * mean, min=0.0))
 
 
-def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fly: bool):
+def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fly: bool,
+               liquid_T: float = 0.0):
     """This rank's share (every size-th sample) of a validation or test split, as a feed
     on the device, and its labels."""
     import torch
@@ -431,9 +439,9 @@ def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fl
     labels = torch.from_numpy(split.labels[idx]).to(device)
     if on_the_fly:
         return PositionFeed(rd.stage_file("prepare"), split.runs[idx], split.labels[idx], gspec,
-                            split.box, device), labels
+                            split.box, device, liquid_T=liquid_T), labels
     if split.positions is None:
-        split = load_split(rd.stage_file("prepare"), split.name)
+        split = load_split(rd.stage_file("prepare"), split.name, liquid_T=liquid_T)
     return GridFeed(torch.from_numpy(grid_split(split, gspec, idx)), device, 256), labels
 
 
