@@ -244,9 +244,12 @@ def run_sweep(comm, parent: Path | str, variants_path: Path | str, seeds: int | 
     from glasscam_mpi.parallel import Outcome, Progress, TaskFarm, bcast_from_root
     from glasscam_mpi.sweep_table import write_table
 
+    from glasscam_mpi.learn.distributed import use_job_local_rank
+
     parent = Path(parent).resolve()
     root = sweep_root(parent)
     rank = comm.Get_rank()
+    use_job_local_rank(comm)  # on a GPU node, rank r's sub-runs use GPU r mod the GPUs
 
     def setup():
         cfg = _check_parent(parent)

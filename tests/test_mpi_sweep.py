@@ -208,3 +208,22 @@ def test_the_parent_report_shows_the_sweep(swept):
     assert (p3 / "report" / "tables" / "sweep.csv").is_file()
     assert 'id="sweep"' in (p3 / "report" / "report.html").read_text()
     assert {name: _sha(p3 / name) for name in SHARED} == swept["before"]
+
+
+def test_single_rank_sub_runs_pick_the_gpu_of_their_rank_on_the_node():
+    """A sub-run runs on COMM_SELF, where every rank is rank 0 of its node: the sweep makes
+    the GPU choice follow the rank's place in the job instead (rank r: GPU r mod count)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, mpiexec
+
+    code = ("from mpi4py import MPI\n"
+            "from glasscam_mpi.learn.distributed import local_rank, use_job_local_rank\n"
+            "before = local_rank(MPI.COMM_SELF)\n"
+            "use_job_local_rank(MPI.COMM_WORLD)\n"
+            "print(MPI.COMM_WORLD.Get_rank(), before, local_rank(MPI.COMM_SELF), flush=True)\n")
+    out = subprocess.run([*mpiexec(3), sys.executable, "-c", code], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT, check=True).stdout
+    got = sorted(tuple(int(v) for v in line.split()) for line in out.splitlines())
+    assert got == [(0, 0, 0), (1, 0, 1), (2, 0, 2)]
