@@ -227,3 +227,22 @@ def test_single_rank_sub_runs_pick_the_gpu_of_their_rank_on_the_node():
                          text=True, timeout=120, cwd=ROOT, check=True).stdout
     got = sorted(tuple(int(v) for v in line.split()) for line in out.splitlines())
     assert got == [(0, 0, 0), (1, 0, 1), (2, 0, 2)]
+
+
+def test_info_shows_the_sweep_and_submit_writes_its_job_script(swept):
+    import csv
+    import json
+
+    p3 = swept["p3"]
+    info = json.loads(glasscam(["info", str(p3)]).stdout)["sweep"]
+    rows = {(r["variant"], r["row"]): r for r in csv.DictReader((p3 / "sweep" / "table.csv")
+                                                                 .open())}
+    for (variant, row), r in rows.items():
+        got = info["variants"][variant]["C_max_gamma"][row]
+        assert got == (round(float(r["C_max_gamma"]), 4) if r["C_max_gamma"] else None)
+    res = glasscam(["sweep", "--run-dir", str(p3), "--variants", str(swept["variants"]),
+                    "--seeds", "2", "--submit", "local", "--dry-run"])
+    script = (p3 / "jobs" / "sweep.sbatch").read_text()
+    assert script in res.stdout
+    assert f"sweep --run-dir {p3} --variants {swept['variants']} --seeds 2 || status=$?" \
+        in script
