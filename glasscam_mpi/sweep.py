@@ -189,6 +189,21 @@ def _check_parent(parent: Path) -> Config:
     return cfg
 
 
+def _check_same(v: Variant, s: int, sub: Path) -> None:
+    """Refuse a variant whose sub-run exists with another configuration (its results would
+    be reported under the new overrides)."""
+    from glasscam_mpi.config import config_diff, load_config
+
+    if not (sub / "config.toml").exists():
+        return
+    saved = load_config(path=sub / "config.toml")
+    if saved != v.configs[s]:
+        lines = "\n  ".join(config_diff(saved, v.configs[s]))
+        raise ConfigError(f"variant {v.name!r}: {sub} was made with other settings (saved -> "
+                          f"now):\n  {lines}\ngive the changed variant a new name, or remove "
+                          f"{sub.parent} to redo it")
+
+
 def _done(sub: Path) -> bool:
     from glasscam_mpi.rundir import RunDir
 
@@ -260,6 +275,7 @@ def run_sweep(comm, parent: Path | str, variants_path: Path | str, seeds: int | 
         (root / "variants.json").write_text(json.dumps(record, indent=2) + "\n")
         jobs = [(v, s) for v in variants for s in range(n_seeds)]
         for v, s in jobs:
+            _check_same(v, s, v.seed_dir(root, s))
             link_parent(parent, v.seed_dir(root, s))
         todo = [i for i, (v, s) in enumerate(jobs) if not _done(v.seed_dir(root, s))]
         return variants, n_seeds, todo

@@ -194,6 +194,12 @@ def test_a_bad_variant_is_refused_before_anything_runs(swept, tmp_path):
     res = glasscam(["sweep", "--run-dir", str(tmp_path), "--variants", str(bad)], n=1,
                    check=False)
     assert res.returncode == 2 and "not a run directory" in res.stderr
+    changed = tmp_path / "changed.toml"       # a swept variant's settings changed since
+    changed.write_text(VARIANTS.replace("epochs = 2", "epochs = 3"))
+    res = glasscam(["sweep", "--run-dir", str(swept["p1"]), "--variants", str(changed)], n=1,
+                   check=False)
+    assert res.returncode == 2 and "variant 'stride1-layer0'" in res.stderr
+    assert "[train].epochs: 2 -> 3" in res.stderr and "a new name" in res.stderr
 
 
 def test_the_parent_report_shows_the_sweep(swept):
