@@ -56,7 +56,6 @@ from pathlib import Path
 from glasscam_mpi.config import Config, ConfigError, build_config
 
 SHARED = ("prepare", "indicators", "propensity")  # the parent's stage files a sub-run links
-SUB_STAGES = ("train", "gradcam", "analyze")
 ALLOWED_SECTIONS = ("train", "gradcam")
 # set by the sweep itself: a variant may not change them
 FORCED = {("train", "backend"): "the sweep trains every sub-run on one rank (single)",
