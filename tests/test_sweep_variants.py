@@ -109,3 +109,13 @@ def test_a_sub_run_links_the_parent_files_and_refuses_a_foreign_one(tmp_path):
     (sub / "indicators.h5").write_bytes(b"a copy")
     with pytest.raises(ConfigError, match="is not a link to"):
         link_parent(parent, sub)
+
+
+def test_the_example_variants_file_is_valid_for_the_study_preset():
+    from conftest import ROOT
+
+    cfg = load_config(preset="study", overrides=["prepare.n_runs=200"])
+    variants, seeds = load_variants(ROOT / "hpc" / "sweep-variants.example.toml", cfg)
+    assert seeds == 3 and len(variants) >= 6
+    assert {v.configs[0].train.strides for v in variants} >= {(2, 2, 2), (1, 1, 2)}
+    assert {v.configs[0].gradcam.layer for v in variants} >= {-1, 0, 1}
