@@ -315,7 +315,7 @@ def _cmd_info(args, comm) -> int:
     if comm.Get_rank() == 0:
         from glasscam_mpi.info import describe
 
-        print(json.dumps(describe(args.run_dir), indent=2))
+        print(json.dumps(describe(args.run_dir), indent=2, allow_nan=False))
     return 0
 
 

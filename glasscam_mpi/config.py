@@ -162,17 +162,21 @@ class GradcamSection:
 
 @dataclass(frozen=True)
 class AnalyzeSection:
-    xis: tuple[float, ...] = _f((0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0), 0.0, 1e4,
-                                doc="coarse-graining lengths xi scanned (0 = the bare field)")
+    xis: tuple[float, ...] = _f((0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0), 0.0, 1e4,
+                                doc="coarse-graining lengths xi scanned (0 = the bare field); "
+                                    "an xi with 2 xi > min(L)/2 is left out with a warning "
+                                    "(the box would clip its kernel)")
     xi_delta: float | str = _f("auto", 0.0, 1e4, lo_open=True, choices=("auto",),
                                doc="xi of the propensity in the indicator-propensity "
                                    "correlations (paper Figs 5, 7); auto = its C_Delta 1/e "
                                    "length at delta_ref, rounded to the nearest of xis")
     delta_ref: float = _f(1.0, 0.0, 1e3, lo_open=True,
                           doc="the delta whose 1/e length gives xi_delta = auto (Table 3)")
-    xi_pairs: float = _f(4.0, 0.0, 1e4, lo_open=True,
-                         doc="xi of the indicator-indicator correlations (paper Fig. 6: "
-                             "KAM 4, ABM 3)")
+    xi_pairs: float | str = _f("auto", 0.0, 1e4, lo_open=True, choices=("auto",),
+                               doc="xi of the indicator-indicator correlations (paper Fig. 6); "
+                                   "auto = the system's (KAM 4, ABM 3, KA3D 4: systems.py), "
+                                   "or the largest xi of the scan the box allows where that "
+                                   "does not fit (2 xi <= min(L)/2)")
     one_minus: str = _f("paper", doc="indicators used as 1 - X: \"paper\" (KAM: gamma, theta; "
                                       "ABM: gamma, volume), \"none\", or a comma list of "
                                       "gamma, volume, theta")
@@ -183,6 +187,12 @@ class AnalyzeSection:
                                doc="replicas per sub-ensemble of the ensemble study (Table 4)")
     subensembles: int = _f(3, 2, 1000, doc="disjoint sub-ensembles of the ensemble study; it "
                                            "runs when n_replicas >= both multiplied")
+    bootstrap: int = _f(200, 0, 100000,
+                        doc="bootstrap resamples (over replicas, and over configurations where "
+                            "there are several) for the uncertainty of C^max and delta*; 0 = none")
+    null_shifts: int = _f(200, 0, 100000,
+                          doc="random periodic shifts of each indicator field against Delta for "
+                              "the null level of C^max; 0 = none")
 
 
 @dataclass(frozen=True)

@@ -468,11 +468,15 @@ def rows_total_bytes(rows: dict, n_tasks: int) -> int:
 def _time_analyze(cfg: Config, glass: dict, volume, theta, n_test: int, n_T: int,
                   n_times: int):
     """(analyze Plan, seconds per sample and class, seconds per ensemble) on ``glass``."""
+    from glasscam_mpi.analysis.xiscan import resolve_xis
     from glasscam_mpi.stages import analyze as A
 
     a, q = cfg.analyze, cfg.propensity
     box, x, types = glass["box"], glass["positions"], glass["types"]
-    xis = sorted(set(a.xis) | {a.xi_pairs} | ({a.xi_delta} if a.xi_delta != "auto" else set()))
+    try:
+        xis = resolve_xis(box, a.xis, a.xi_pairs, a.xi_delta, cfg.sys.xi_pairs).xis
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     r_corr = min(a.r_max or 10.0, float(box.min()) / 2)
     n_c, n_layers = q.n_configs, len(cfg.train.channels)
     sign = np.array([-1.0 if v in A.one_minus(cfg) else 1.0 for v in A.INDICATORS])

@@ -52,10 +52,24 @@ class RunDir:
 
     # -- what a stage needs and what is left to do ---------------------------------------------
     def require(self, stage: str) -> Path:
-        """The stage file of an earlier ``stage``, or a ConfigError saying which to run."""
+        """The stage file of an earlier ``stage``, or a ConfigError saying which to run.
+
+        Every reader of an earlier stage's file comes through here, so the schema rule of
+        :func:`glasscam_mpi.store.check_schema` holds for all of them: a file of a newer
+        schema is refused here (a damaged file is left to the reader's own message)."""
         path = self.stage_file(stage)
         if not path.exists():
             raise ConfigError(f"{self.path} has no {path.name}: run 'glasscam {stage}' first")
+        import h5py
+
+        from glasscam_mpi.store import check_schema
+
+        try:
+            fh = h5py.File(path, "r")
+        except OSError:
+            return path
+        with fh:
+            check_schema(fh, stage)
         return path
 
     def ok_test_runs(self):

@@ -17,6 +17,21 @@ Common to every stage file (the per-stage datasets are documented with each stag
             config (the resolved TOML of the run directory)
     status  (n_tasks,) int8     1 = ok, 2 = failed
     error   (n_tasks,) S256     LAMMPS's message for failed tasks, empty otherwise
+
+**Schema versions: one rule for every stage file and every reader.** A file records the
+``schema_version`` it was written with (1: up to and including issue 17; 2: since the
+pooling, edge flags and uncertainties of issue 18). Readers open earlier stage files
+through :func:`check_schema` and read datasets that may be missing through
+:func:`stage_dataset`:
+
+* a file of a *newer* schema than this package knows is refused (upgrade, or rerun the
+  stage with this version);
+* a file of an *older* schema is read: a dataset it lacks is derived from what it holds
+  where that is exact (:data:`DERIVED`: propensity.h5's ``n_ok_replicas`` from ``status``,
+  ``reportable`` from those counts and ``min_replicas``), or taken as absent where the
+  reader declares it optional (``default``); otherwise it is refused with a
+  :class:`~glasscam_mpi.config.ConfigError` naming the file, its schema version, the
+  dataset, and the ``glasscam`` command that rewrites the file.
 """
 
 from __future__ import annotations
@@ -31,7 +46,8 @@ import numpy as np
 
 from glasscam_mpi import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_NO_DEFAULT = object()
 STATUS_OK, STATUS_FAILED = 1, 2
 _SHARD = re.compile(r"^(\d{7,})\.(ok|failed)\.npz$")
 
@@ -181,3 +197,76 @@ def _create(fh, n_tasks: int, attrs: Mapping, rows: Mapping[str, RowSpec], globa
         fh.create_dataset(name, (*lead, *spec.shape), dtype=spec.dtype, fillvalue=_fill(spec))
     for name, value in globals_.items():
         fh.create_dataset(name, data=np.asarray(value))
+
+
+# -- reading stage files of any schema (the one rule, see the module docstring) ----------------
+def _rerun(fh, stage: str) -> str:
+    run_dir = Path(fh.filename).parent
+    return f"rerun 'glasscam {stage} --run-dir {run_dir}'"
+
+
+def check_schema(fh, stage: str) -> int:
+    """The schema version of the open stage file ``fh`` of ``stage`` (files older than
+    versions had 1); a newer one than this package writes is refused.
+
+    Raises:
+        ConfigError: For a file of another stage, or of a newer schema.
+    """
+    from glasscam_mpi.config import ConfigError
+
+    found = str(fh.attrs.get("stage", stage))
+    if found != stage:
+        raise ConfigError(f"{fh.filename} is the file of stage {found!r}, not {stage!r}; "
+                          f"{_rerun(fh, stage)}")
+    version = int(fh.attrs.get("schema_version", 1))
+    if version > SCHEMA_VERSION:
+        raise ConfigError(f"{fh.filename} has schema version {version}, newer than this "
+                          f"glasscam_mpi {__version__} reads ({SCHEMA_VERSION}): upgrade the "
+                          f"package, or {_rerun(fh, stage)} with this version")
+    return version
+
+
+def _n_ok_replicas(fh) -> np.ndarray:
+    n_c, n_T = len(fh["configs"]), len(fh["temperatures"])
+    status = fh["status"][:]
+    return (status.reshape(n_c, n_T, -1) == STATUS_OK).sum(axis=-1).astype(np.int32)
+
+
+def _reportable(fh) -> np.ndarray:
+    n_ok = stage_dataset(fh, "propensity", "n_ok_replicas")
+    return (n_ok >= int(fh.attrs.get("min_replicas", 1))).astype(np.int8)
+
+
+# (stage, dataset) -> how to derive it exactly from an older file of that stage
+DERIVED: dict[tuple[str, str], Callable] = {
+    ("propensity", "n_ok_replicas"): _n_ok_replicas,
+    ("propensity", "reportable"): _reportable,
+}
+
+
+def stage_dataset(fh, stage: str, name: str, default=_NO_DEFAULT):
+    """Dataset ``name`` of the open stage file ``fh``, read whole; derived (:data:`DERIVED`)
+    where an older file lacks it, else ``default`` where the caller gives one.
+
+    Raises:
+        ConfigError: If the file lacks the dataset, it cannot be derived and no default is
+            given: the message names the file, its schema version and what to rerun.
+    """
+    from glasscam_mpi.config import ConfigError
+
+    if name in fh:
+        return fh[name][()]
+    derive = DERIVED.get((stage, name))
+    if derive is not None:
+        try:
+            return derive(fh)
+        except (KeyError, ValueError) as exc:
+            why = f"and it cannot be derived from what the file holds ({exc})"
+    else:
+        why = "which cannot be derived from the rest"
+    if default is not _NO_DEFAULT:
+        return default
+    version = int(fh.attrs.get("schema_version", 1))
+    raise ConfigError(f"{fh.filename} (schema version {version}, glasscam "
+                      f"{fh.attrs.get('glasscam_version', '?')}) lacks the dataset {name!r}, "
+                      f"{why}; {_rerun(fh, stage)} to rewrite it")

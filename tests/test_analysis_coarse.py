@@ -28,10 +28,12 @@ def system():
 
 # xi = 0.6: short range; 2.0: 2 xi > L/2 (freud's ball query would refuse this);
 # 6.0: 2 xi beyond the half-diagonal, every particle enters (at its nearest image).
+# Beyond L/2 the nearest-image sum is what beyond_half_box=True asks for (refused otherwise:
+# test_a_kernel_beyond_half_the_box_is_refused_unless_asked).
 @pytest.mark.parametrize("xi", [0.6, 2.0, 6.0])
 def test_matches_brute_force_minimum_image_sum(system, xi):
     box, x, values = system
-    np.testing.assert_allclose(coarse_grain(box, x, values, xi),
+    np.testing.assert_allclose(coarse_grain(box, x, values, xi, beyond_half_box=True),
                                brute_force(box, x, values, xi), rtol=1e-12, atol=1e-12)
 
 
@@ -41,7 +43,7 @@ def test_matches_brute_force_in_3d():
     x = rng.uniform(0, 1, (90, 3)) * box
     values = rng.normal(size=90)
     for xi in (0.7, 2.5):
-        np.testing.assert_allclose(coarse_grain(box, x, values, xi),
+        np.testing.assert_allclose(coarse_grain(box, x, values, xi, beyond_half_box=True),
                                    brute_force(box, x, values, xi), rtol=1e-12, atol=1e-12)
 
 
@@ -51,7 +53,7 @@ def test_edge_particle_sees_its_neighbour_across_the_boundary():
     values = np.array([0.0, 1.0, 0.0, 0.0])
     xi = 0.5
     w = np.exp(-((0.1 / xi) ** 2))  # the two edge particles are 0.1 apart through the wall
-    out = coarse_grain(box, x, values, xi)
+    out = coarse_grain(box, x, values, xi, beyond_half_box=True)
     assert out[0] == pytest.approx(w / (1 + w), rel=1e-12)
     assert out[1] == pytest.approx(1 / (1 + w), rel=1e-12)
     np.testing.assert_array_equal(out[2:], 0.0)
@@ -60,9 +62,9 @@ def test_edge_particle_sees_its_neighbour_across_the_boundary():
 @pytest.mark.parametrize("xi", [0.5, 3.0, 50.0])
 def test_constant_field_is_returned_exactly(system, xi):
     box, x, _ = system
-    out = coarse_grain(box, x, np.full(len(x), 0.37), xi)
+    out = coarse_grain(box, x, np.full(len(x), 0.37), xi, beyond_half_box=True)
     np.testing.assert_array_equal(out, 0.37)
-    many = coarse_grain(box, x, np.tile([0.1, -2.0, 7.3], (len(x), 1)), xi)
+    many = coarse_grain(box, x, np.tile([0.1, -2.0, 7.3], (len(x), 1)), xi, beyond_half_box=True)
     np.testing.assert_array_equal(many, np.tile([0.1, -2.0, 7.3], (len(x), 1)))
 
 
@@ -114,3 +116,16 @@ def test_bad_inputs_are_rejected(values, xi, match):
 def test_normalize01_rejects_non_finite():
     with pytest.raises(ValueError, match="non-finite"):
         normalize01([0.0, np.inf])
+
+
+def test_a_kernel_beyond_half_the_box_is_refused_unless_asked():
+    """Issue 18, defect 3: 2 xi > min(L)/2 used to be clipped to the nearest image without a
+    word; now it is refused, naming xi and the largest allowed."""
+    rng = np.random.default_rng(4)
+    box = np.array([9.0, 7.0])
+    x = rng.uniform(0, 1, (60, 2)) * box
+    values = rng.normal(size=60)
+    coarse_grain(box, x, values, 1.75)  # 2 xi = L_min / 2 exactly: a full ball still
+    with pytest.raises(ValueError, match=r"xi = 1.8: .*half the shortest box edge \(3.5\).*"
+                                         r"xi <= 1.75"):
+        coarse_grain(box, x, values, 1.8)

@@ -68,9 +68,10 @@ def small2d():
 def test_coarse_grain_matches_brute_force_2d(small2d, xi):
     box, x, values = small2d
     pl = PairList(box, x, r_max=6.0)
-    np.testing.assert_allclose(pl.coarse_grain(values, xi), brute_coarse(box, x, values, xi),
+    np.testing.assert_allclose(pl.coarse_grain(values, xi, beyond_half_box=True),
+                               brute_coarse(box, x, values, xi),
                                rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(pl.coarse_grain(values[:, 0], xi),
+    np.testing.assert_allclose(pl.coarse_grain(values[:, 0], xi, beyond_half_box=True),
                                brute_coarse(box, x, values[:, 0], xi), rtol=1e-12, atol=1e-12)
 
 
@@ -81,7 +82,7 @@ def test_coarse_grain_matches_brute_force_3d_and_many_fields():
     values = rng.normal(size=(120, 40))  # propensity at 40 times
     pl = PairList(box, x, r_max=5.0)
     for xi in (0.7, 2.5):
-        np.testing.assert_allclose(pl.coarse_grain(values, xi),
+        np.testing.assert_allclose(pl.coarse_grain(values, xi, beyond_half_box=True),
                                    brute_coarse(box, x, values, xi), rtol=1e-12, atol=1e-12)
 
 
@@ -92,7 +93,8 @@ def test_equals_the_existing_coarse_grain_and_correlation():
     values = rng.normal(size=(900, 2))
     pl = PairList(box, x, r_max=12.0)
     for xi in (1.0, 3.0, 6.0):
-        np.testing.assert_allclose(pl.coarse_grain(values, xi), coarse_grain(box, x, values, xi),
+        np.testing.assert_allclose(pl.coarse_grain(values, xi, beyond_half_box=True),
+                                   coarse_grain(box, x, values, xi, beyond_half_box=True),
                                    rtol=1e-12, atol=1e-12)
     for vals in (values, values[:, 1]):
         r1, C1 = pl.correlation(vals, 12.0, 48)
@@ -105,7 +107,7 @@ def test_scan_equals_single_lengths_and_zero_is_the_bare_field(small2d):
     box, x, values = small2d
     pl = PairList(box, x, r_max=6.0)
     xis = [2.0, 0.0, 0.8, 2.0, 1.3]  # any order, repeats, 0
-    scan = pl.coarse_grain_scan(values, xis)
+    scan = pl.coarse_grain_scan(values, xis, beyond_half_box=True)
     assert scan.shape == (5,) + values.shape
     np.testing.assert_array_equal(scan[1], values)
     for a, xi in enumerate(xis):
@@ -119,10 +121,11 @@ def test_scan_equals_single_lengths_and_zero_is_the_bare_field(small2d):
 def test_constant_field_exact_and_result_is_a_weighted_mean(small2d, xi):
     box, x, values = small2d
     pl = PairList(box, x, r_max=6.0)
-    np.testing.assert_array_equal(pl.coarse_grain(np.full(len(x), 0.37), xi), 0.37)
+    np.testing.assert_array_equal(pl.coarse_grain(np.full(len(x), 0.37), xi,
+                                                  beyond_half_box=True), 0.37)
     const = np.tile([0.1, -2.0, 7.3], (len(x), 1))
-    np.testing.assert_array_equal(pl.coarse_grain(const, xi), const)
-    out = pl.coarse_grain(values, xi)  # positive weights: within [min, max] per field
+    np.testing.assert_array_equal(pl.coarse_grain(const, xi, beyond_half_box=True), const)
+    out = pl.coarse_grain(values, xi, beyond_half_box=True)  # within [min, max] per field
     assert np.all(out >= values.min(0) - 1e-12) and np.all(out <= values.max(0) + 1e-12)
     assert np.all(out.std(0) < values.std(0))
 
@@ -199,7 +202,7 @@ def test_cutoffs_on_and_near_band_edges_are_exact():
     root5 = np.sqrt(5.0)  # inside the band (2, 2.25]: that band is masked
     xis = [0.5, 1.0, 1.5, np.nextafter(1.0, 0), np.nextafter(1.0, 2), 0.55, 1.3, 3.0,
            root5 / 2, np.nextafter(root5, 0) / 2]
-    scan = pl.coarse_grain_scan(values, xis)
+    scan = pl.coarse_grain_scan(values, xis, beyond_half_box=True)
     for a, xi in enumerate(xis):
         np.testing.assert_allclose(scan[a], brute_coarse(box, x, values, xi),
                                    rtol=1e-12, atol=1e-12)
@@ -220,8 +223,8 @@ def test_blocks_and_public_product_fallback_give_the_same_results(monkeypatch):
 
     def everything():
         pl = PairList(box, x, r_max=6.0)
-        return ([pl.coarse_grain_scan(values, [0.0, 0.7, 1.6, 3.0]),
-                 pl.coarse_grain_scan(values[:, 0], [2.2])],
+        return ([pl.coarse_grain_scan(values, [0.0, 0.7, 1.6, 3.0], beyond_half_box=True),
+                 pl.coarse_grain_scan(values[:, 0], [2.2], beyond_half_box=True)],
                 [pl.correlation(values, 6.0, 30)[1], pl.correlation(values[:, :2], 6.0, 30)[1]],
                 [pl.rdf(types, bins=30).partial, np.sort(pl.pairs(4.3)[2])])
 
@@ -313,7 +316,8 @@ def test_xi_scan_recovers_the_analytic_optimum_and_it_grows_with_noise():
             x = rng.uniform(0, L, (n, 2))
             S, _ = smooth_field(box, x, ell, rng)
             pl = PairList(box, x, 2 * xis.max())
-            scan = pl.coarse_grain_scan(S + noise * rng.normal(size=n), xis)
+            scan = pl.coarse_grain_scan(S + noise * rng.normal(size=n), xis,
+                                        beyond_half_box=True)
             curve += pearson_matrix(scan.T, S)[:, 0] / 3
         best = xis[np.argmax(curve)]
         expect = fine[np.argmax(analytic_pearson(fine, ell, rho, noise))]
@@ -376,3 +380,16 @@ def test_rdf_counts_equal_brute_force_and_partials_add_up():
         PairList(box, x, 6.0).rdf(types=types, n_species=2)
     with pytest.raises(ValueError, match="half the shortest box edge"):
         PairList(box, x, 6.0).rdf(r_max=5.5)
+
+
+def test_a_kernel_beyond_half_the_box_is_refused_unless_asked(small2d):
+    """Issue 18, defect 3: the pair list coarse-grains a 2 xi beyond min(L)/2 only when asked
+    (there the box clips the kernel to the nearest image)."""
+    box, x, values = small2d
+    pl = PairList(box, x, r_max=6.0)
+    with pytest.raises(ValueError, match="half the shortest box edge"):
+        pl.coarse_grain_scan(values, [0.5, 2.0])
+    with pytest.raises(ValueError, match="beyond_half_box"):
+        pl.coarse_grain(values, 1.8)
+    np.testing.assert_allclose(pl.coarse_grain(values, 2.0, beyond_half_box=True),
+                               brute_coarse(box, x, values, 2.0), rtol=1e-12, atol=1e-12)

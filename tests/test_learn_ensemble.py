@@ -80,21 +80,34 @@ def test_gradcam_row_of_an_ensemble():
     np.testing.assert_array_equal(one["p_glass"], p[0].astype(np.float32))
 
 
-def test_member_table5_rows_pool_configurations_then_take_the_curve_maximum():
+def test_member_table5_rows_pool_at_common_delta_like_the_main_summary():
+    """Each field is pooled over configurations at common delta; C^max is the maximum of
+    each temperature's pooled curve, 'all T' the temperature with the largest; xi_best the
+    xi with the largest 'all T' C^max. Checked against the pooling module directly."""
+    from glasscam_mpi.analysis.pooling import curve_max_edge, pool_at_common_delta
     from glasscam_mpi.stages.analyze_members import table5_rows
 
+    rng = np.random.default_rng(3)
     xis = np.array([0.0, 1.0, 2.0])
-    n_c, n_T, d_t, F = 2, 2, 5, 2
-    delta = np.tile(np.array([0.1, 0.2, 0.4, 0.8, 1.6]), (n_c, n_T, 1))
-    corr = np.zeros((n_c, n_T, d_t, F, len(xis)))
-    corr[..., 0, 1] = np.array([0.1, 0.3, 0.5, 0.4, 0.2])        # field 0 peaks at xi 1, t 2
-    corr[1, :, :, 0, 1] += 0.1                                   # config 1 higher by 0.1
-    corr[..., 1, 2] = np.array([0.6, 0.2, 0.1, 0.0, -0.1])       # field 1 peaks at xi 2, t 0
-    corr[0, 1, 4] = np.nan                                       # a stopped ensemble
-    delta[0, 1, 4] = np.nan
-    cmax, dstar, xi_best, t5 = table5_rows(corr, delta, xis)
+    n_c, n_T, d_t, F = 3, 2, 9, 2
+    delta = np.sort(rng.uniform(0.05, 3.0, (n_c, n_T, d_t)), axis=-1)
+    corr = rng.uniform(-0.2, 0.9, (n_c, n_T, d_t, F, len(xis)))
+    delta[1, 1, 7:] = np.nan                                     # a stopped ensemble
+    corr[1, 1, 7:] = np.nan
+    cmax, dstar, xi_best, t5, t5_edge = table5_rows(corr, delta, xis)
+    edges = np.zeros((F, len(xis), n_T), np.int8)
     assert cmax.shape == (F, 3, n_T + 1) and t5.shape == (F, n_T + 1, 3)
-    np.testing.assert_allclose(t5[0, -1], [0.55, 0.4, 1.0])
-    np.testing.assert_allclose(t5[1, -1], [0.6, 0.1, 2.0])
-    np.testing.assert_array_equal(xi_best, [1.0, 2.0])
-    np.testing.assert_allclose(cmax[0, 1, :n_T], [0.55, 0.55])
+    for f in range(F):
+        for a in range(len(xis)):
+            for k in range(n_T):
+                grid, mean, _, _ = pool_at_common_delta(delta[:, k], corr[:, k, :, f, a])
+                want = curve_max_edge(grid, mean)
+                assert (cmax[f, a, k], dstar[f, a, k]) == pytest.approx(want[:2])
+                edges[f, a, k] = want[2]
+            k = int(np.nanargmax(cmax[f, a, :n_T]))
+            assert cmax[f, a, n_T] == cmax[f, a, k] and dstar[f, a, n_T] == dstar[f, a, k]
+        a = int(np.nanargmax(cmax[f, :, n_T]))
+        assert xi_best[f] == xis[a]
+        np.testing.assert_array_equal(t5[f, :, 0], cmax[f, a])
+        np.testing.assert_array_equal(t5[f, :, 2], xis[a])
+        np.testing.assert_array_equal(t5_edge[f, :n_T], edges[f, a])

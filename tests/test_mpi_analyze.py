@@ -29,7 +29,7 @@ delta_targets = [0.05, 0.08]
 stop_factor = 0.0
 
 [analyze]
-xis = [0.0, 1.0, 1.5]
+xis = [0.0, 1.0, 1.5, 2.0]
 xi_pairs = 1.0
 bins = 12
 subensemble_size = 2
@@ -160,18 +160,40 @@ def test_indicator_propensity_correlations_equal_brute_force(full_run):
                                 assert corr[c, k, t, q, a_xi, b] == pytest.approx(want, abs=1e-9)
                                 checked += 1
         assert checked == corr.size
-        # Table 5: C^max and delta* are the maxima of the stored curves, mean over configs
+        # Table 5: C^max and delta* are the maxima of the curves pooled over configurations
+        # at common delta: each configuration's curve interpolated linearly in log delta
+        # onto 20 points per decade over the delta range every configuration reached
         S = an["summary"]
         b = int(np.flatnonzero(xis == S.attrs["xi_delta"])[0])
-        curves = corr[..., b].mean(axis=0)               # (n_T, d_t, X, m)
-        delta = an["dynamics/delta"][:].mean(axis=0)      # (n_T, d_t)
-        np.testing.assert_allclose(delta, pr["delta"][:].mean(axis=0))
+        delta = an["dynamics/delta"][:]                   # (n_c, n_T, d_t)
+        np.testing.assert_allclose(delta, pr["delta"][:])
+        n_T = delta.shape[1]
+        best_T = np.full((3, len(xis), n_T, 2), np.nan)  # [C^max, delta*]
+        for k in range(n_T):
+            lo = max(np.nanmin(delta[c, k]) for c in range(delta.shape[0]))
+            hi = min(np.nanmax(delta[c, k]) for c in range(delta.shape[0]))
+            grid = np.geomspace(lo, hi, max(2, int(np.ceil(20 * np.log10(hi / lo))) + 1))
+            np.testing.assert_allclose(S["curve_delta"][k, :len(grid)], grid, rtol=1e-12)
+            for q in range(3):
+                for a_xi in range(len(xis)):
+                    each = []
+                    for c in range(delta.shape[0]):
+                        ok = np.isfinite(delta[c, k])
+                        d, y = delta[c, k][ok], corr[c, k][ok][:, q, a_xi, b]
+                        # each delta where first reached: records below an earlier delta
+                        # (noise on the cage plateau) do not count
+                        first = np.array([d[i] > d[:i].max(initial=-np.inf)
+                                          for i in range(len(d))])
+                        each.append(np.interp(np.log(grid), np.log(d[first]), y[first]))
+                    pooled = np.mean(each, axis=0)
+                    best_T[q, a_xi, k] = pooled.max(), grid[np.argmax(pooled)]
+                    assert S["cmax"][q, a_xi, k] == pytest.approx(pooled.max(), abs=1e-12)
         for q in range(3):
             for a_xi in range(len(xis)):
-                pooled = curves[:, :, q, a_xi]
-                k, t = np.unravel_index(np.argmax(pooled), pooled.shape)
-                assert S["cmax"][q, a_xi, -1] == pytest.approx(pooled[k, t], abs=1e-12)
-                assert S["delta_star"][q, a_xi, -1] == pytest.approx(delta[k, t], abs=1e-12)
+                k = int(np.argmax(best_T[q, a_xi, :, 0]))
+                assert S["cmax"][q, a_xi, -1] == pytest.approx(best_T[q, a_xi, k, 0], abs=1e-12)
+                assert S["delta_star"][q, a_xi, -1] == pytest.approx(best_T[q, a_xi, k, 1],
+                                                                      rel=1e-12)
             best = int(np.argmax(S["cmax"][q, :, -1]))
             assert S["xi_best"][q] == xis[best]
             np.testing.assert_allclose(S["table5"][q, -1], [S["cmax"][q, best, -1],
@@ -242,8 +264,11 @@ def test_xi_delta_and_ensemble_study_equal_brute_force(full_run):
                     for a_xi, xi in enumerate(xis):
                         cA, cB, c100 = (_cg(box, x0, f, xi) for f in (eA, eB, e100))
                         P = lambda u, v: scipy.stats.pearsonr(u, v).statistic  # noqa: E731
+                        # both readings of C(e30, e30~) (issue 18, defect 4): against
+                        # the own coarse field, and against the other sub-ensemble's
                         want = [P(eA, eB), P(cA, cB), (P(eA, cA) + P(eB, cB)) / 2,
-                                P(e100, c100), (P(cA, c100) + P(cB, c100)) / 2]
+                                P(e100, c100), (P(cA, c100) + P(cB, c100)) / 2,
+                                (P(eA, cB) + P(eB, cA)) / 2]
                         np.testing.assert_allclose(ens[c, k, j, a_xi], want, atol=1e-9)
 
 
@@ -255,6 +280,47 @@ def test_info_shows_t_star_and_c_max(full_run):
     for name, entry in head["table5"].items():
         assert "C_max" in entry and "delta_star" in entry and len(entry["per_T"]) == 2
     assert head["T_star"]["paper"] == 0.37 and head["T_star"]["source"] == "none"
+
+
+def test_info_json_is_strict_and_shows_the_t_star_estimate(full_run):
+    """Issue 18, defect 6: with absolute temperatures the cooling-curve estimate of T* is
+    still made (from prepare.h5) and shown; and ``glasscam info`` never prints NaN or
+    Infinity (not JSON): a missing number is null."""
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.stages.prepare import estimate_t_star_of
+
+    out = glasscam(["info", str(full_run[0])]).stdout
+
+    def refuse(token):
+        raise AssertionError(f"glasscam info printed {token}, which is not JSON")
+
+    info = json.loads(out, parse_constant=refuse)
+    cfg = load_config(path=full_run[0] / "config.toml")
+    try:
+        want = estimate_t_star_of(full_run[0] / "prepare.h5", cfg).T_star
+    except ValueError:
+        want = None
+    prop = info["stages"]["propensity"]
+    head = info["stages"]["analyze"]["headline"]["T_star"]
+    if want is None:
+        assert prop["T_star_estimate"] is None and prop["T_star_estimate_why"]
+    else:
+        assert prop["T_star_estimate"] == pytest.approx(want, rel=1e-12)
+        assert head["estimate"] == pytest.approx(want, abs=1e-4)
+    with h5py.File(full_run[0] / "propensity.h5", "r") as fh:
+        kept = float(fh.attrs["T_star_estimate"])
+    assert (want is None and np.isnan(kept)) or kept == pytest.approx(want, rel=1e-12)
+
+
+def test_xi_beyond_half_the_box_is_left_out_with_a_warning(full_run):
+    """Issue 18, defect 3: N = 64 gives L/2 = 3.65, so xi = 2 (2 xi = 4) would be clipped by
+    the box: it is left out of the scan, said so in the headline, and xi_best cannot be 2."""
+    with h5py.File(full_run[0] / "analysis.h5", "r") as an:
+        np.testing.assert_array_equal(an["xis"][:], [0.0, 1.0, 1.5])
+        head = json.loads(an.attrs["headline"])
+        assert any("xi = 2 left out" in n for n in head["notes"]), head["notes"]
+        assert np.all(np.isin(an["summary/xi_best"][:][np.isfinite(an["summary/xi_best"][:])],
+                              [0.0, 1.0, 1.5]))
 
 
 def test_without_cnn_stages_the_gamma_rows_are_absent(full_run, tmp_path):
@@ -330,3 +396,54 @@ def test_fig8_zero_crossings_equal_brute_force(full_run):
             want = rr[0] if i == 0 else rr[i - 1] - cc[i - 1] * (rr[i] - rr[i - 1]) / (cc[i] - cc[i - 1])
             assert an["summary/r_zero"][1, q] == pytest.approx(want, abs=1e-12)
             np.testing.assert_allclose(an["summary/corr_r_mean"][1, :, q], mean, rtol=1e-12)
+
+
+def test_uncertainty_and_null_level_of_table5(full_run):
+    """Issue 18, item 5: Table 5's bootstrap uncertainty and shift null are in analysis.h5
+    and in ``glasscam info``; uniform replica weights give back the stored curves (the
+    resampling acts on the same coarse-grained propensity the analysis correlated)."""
+    from glasscam_mpi.analysis.uncertainty import replica_bootstrap
+    from glasscam_mpi.config import load_config
+    from glasscam_mpi.stages.analyze_uncertainty import _ensemble
+
+    rd = full_run[0]
+    cfg = load_config(path=rd / "config.toml")
+    with h5py.File(rd / "analysis.h5", "r") as an, h5py.File(rd / "propensity.h5", "r") as pr, \
+            h5py.File(rd / "prepare.h5", "r") as prep:
+        S = an["summary"]
+        n_T = len(pr["temperatures"])
+        B, n_null = cfg.analyze.bootstrap, cfg.analyze.null_shifts
+        assert S.attrs["n_bootstrap"] == B > 0 and S.attrs["n_null_shifts"] == n_null > 0
+        assert S["bootstrap_cmax"].shape == (3, n_T + 1, B)
+        assert S["null_cmax"].shape == (3, n_T + 1, n_null)
+        unc, nul = S["table5_uncertainty"][:], S["table5_null"][:]
+        for x in range(3):
+            assert np.isfinite(unc[x]).all() and (unc[x, :, 0] > 0).all()
+            assert (unc[x, :, 1] <= unc[x, :, 2]).all() and (unc[x, :, 3] <= unc[x, :, 4]).all()
+            assert np.isfinite(nul[x]).all() and (nul[x, :, 0] <= nul[x, :, 2]).all()
+        xis, xi_best = an["xis"][:], S["xi_best"][:]
+        b = int(np.flatnonzero(xis == S.attrs["xi_delta"])[0])
+        plan = type("P", (), {"shape": (len(pr["configs"]), n_T)})()
+        for c in range(len(pr["configs"])):
+            for k in range(n_T):
+                cg, delta_rep, _ = _ensemble(pr, prep, plan, c, k, float(xis[b]), prep["box"][:])
+                keep = np.isfinite(cg).all(axis=(0, 2))
+                a = [int(np.flatnonzero(xis == xi_best[x])[0]) for x in range(3)]
+                ind = np.stack([an["dynamics/maps_indicators"][c, k, x, a[x]] for x in range(3)],
+                               axis=1).astype(float)
+                n_s = cg.shape[0]
+                C, D = replica_bootstrap(cg[:, keep], delta_rep[:, keep], ind,
+                                         np.full((1, n_s), 1.0 / n_s))
+                for x in range(3):
+                    np.testing.assert_allclose(C[0, :, x], an["dynamics/corr"][c, k][keep][:, x,
+                                                                                        a[x], b],
+                                               atol=2e-5)
+                np.testing.assert_allclose(D[0], an["dynamics/delta"][c, k][keep], rtol=1e-5)
+        head = json.loads(an.attrs["headline"])
+    for name, entry in head["table5"].items():
+        assert entry["C_max_err"] > 0 and len(entry["C_max_interval"]) == 2
+        assert entry["C_max_null_q95"] is not None and isinstance(entry["above_null"], bool)
+    assert head["uncertainty"]["bootstrap"] == B
+    info = json.loads(glasscam(["info", str(rd)]).stdout)
+    assert info["stages"]["analyze"]["headline"]["table5"]["volume"]["C_max_err"] == \
+        head["table5"]["volume"]["C_max_err"]

@@ -39,8 +39,8 @@ delta_targets = [0.05, 0.08, 50.0]
 stop_factor = 0.0
 
 [analyze]
-xis = [0.0, 1.0, 2.0, 3.0]
-xi_pairs = 2.0
+xis = [0.0, 1.0, 1.5, 2.0, 3.0]
+xi_pairs = 1.0
 bins = 20
 subensemble_size = 2
 subensembles = 2
@@ -347,3 +347,27 @@ def test_report_before_analyze_is_a_user_error(run_dir, tmp_path):
     assert lines[0].startswith("glasscam report: error:")
     assert "no analysis.h5: run 'glasscam analyze' first" in lines[0]
     assert not (rd / "report").exists()
+
+
+def test_report_reads_an_older_propensity_file_that_analyze_accepts(run_dir, tmp_path):
+    """Issue 18, defect 8: propensity.h5 from before ``reportable`` and ``n_ok_replicas``
+    (schema 1): analyze accepted it, report crashed with KeyError: 'reportable'. Both now
+    follow one rule (glasscam_mpi.store): derived from status, the same report."""
+    rd = tmp_path / "old"
+    shutil.copytree(run_dir, rd, ignore=shutil.ignore_patterns(".lock", "report"))
+    with h5py.File(rd / "propensity.h5", "a") as fh:
+        del fh["reportable"], fh["n_ok_replicas"]
+        fh.attrs["schema_version"] = 1
+    res = glasscam(["report", "--run-dir", str(rd)], n=1, env={"MPLBACKEND": "Agg"},
+                   check=False)
+    assert res.returncode == 0, res.stderr
+    for key in ("table5", "table4", "scale"):
+        assert (rd / "report" / "tables" / f"{key}.csv").read_text() == \
+            (run_dir / "report" / "tables" / f"{key}.csv").read_text(), key
+    # a dataset that cannot be derived: refused with what to rerun, one line, no traceback
+    with h5py.File(rd / "propensity.h5", "a") as fh:
+        del fh["temperatures"]
+    res = glasscam(["report", "--run-dir", str(rd)], n=1, env={"MPLBACKEND": "Agg"},
+                   check=False)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "rerun 'glasscam propensity" in res.stderr

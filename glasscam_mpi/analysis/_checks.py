@@ -101,3 +101,18 @@ def as_positive(value, name: str) -> float:
     if not np.isfinite(out) or out <= 0:
         raise ValueError(f"{name} must be finite and > 0; got {value!r}")
     return out
+
+
+def check_half_box(box: np.ndarray, xis, allowed: bool) -> None:
+    """Refuse a coarse-graining cutoff 2 xi beyond half the shortest box edge (there the
+    kernel's ball wraps onto itself and the nearest image clips it), unless ``allowed``."""
+    if allowed:
+        return
+    xis = np.atleast_1d(np.asarray(xis, dtype=float))
+    half = float(box.min()) / 2
+    bad = xis[2.0 * xis > half]
+    if bad.size:
+        raise ValueError(f"xi = {', '.join(f'{v:g}' for v in np.unique(bad))}: the kernel cutoff "
+                         f"2 xi exceeds half the shortest box edge ({half:g}), where the "
+                         f"periodic box clips it; use xi <= {half / 2:g} (or pass "
+                         "beyond_half_box=True to accept the nearest-image clipping)")

@@ -71,7 +71,7 @@ import scipy.sparse
 from scipy.spatial import cKDTree
 
 from glasscam_mpi.analysis._checks import (as_box, as_field, as_positions, as_positive,
-                                           as_species_indices, wrap)
+                                           as_species_indices, check_half_box, wrap)
 
 _BANDS = 16         # distance bands of the pair order: between _BANDS and 2 _BANDS
 _BLOCK = 1 << 16    # pairs per block of arithmetic (a block's temporaries stay in cache)
@@ -149,9 +149,9 @@ class PairList:
         positions: (N, d) positions, any periodic image.
         r_max: Largest pair distance kept (length units), > 0. Any value is allowed:
             distances are minimum-image, each pair is found once at its nearest image
-            (beyond half the box edge this is no longer a full shell; :meth:`correlation`
-            and :meth:`rdf` refuse such distances, :meth:`coarse_grain` does not, like
-            :func:`~glasscam_mpi.analysis.coarse.coarse_grain`).
+            (beyond half the box edge this is no longer a full shell; :meth:`correlation`,
+            :meth:`rdf` and, unless asked with ``beyond_half_box``, :meth:`coarse_grain`
+            refuse such distances).
 
     Raises:
         ValueError: On malformed box, positions or r_max.
@@ -314,7 +314,7 @@ class PairList:
                 yield i, self._j[s:e], self._r[s:e]
 
     # -- coarse-graining ---------------------------------------------------------------
-    def coarse_grain(self, values, xi: float) -> np.ndarray:
+    def coarse_grain(self, values, xi: float, *, beyond_half_box: bool = False) -> np.ndarray:
         """Gaussian coarse-graining X_i(xi) of METHOD.md section 7.
 
         X_i = sum_j X_j P(r_ij) / sum_j P(r_ij), P(r) = exp(-(r/xi)^2), j over the
@@ -324,29 +324,36 @@ class PairList:
         Args:
             values: (N,) field or (N, k) fields.
             xi: Kernel width (length units), > 0, with 2 xi <= r_max.
+            beyond_half_box: See :meth:`coarse_grain_scan`.
 
         Returns:
             float64 array shaped like ``values``. A constant field is returned exactly.
 
         Raises:
-            ValueError: On malformed values, xi <= 0, or 2 xi > r_max.
+            ValueError: On malformed values, xi <= 0, 2 xi > r_max, or 2 xi > min(L) / 2
+                without ``beyond_half_box``.
         """
         xi = as_positive(xi, "xi")
-        return self.coarse_grain_scan(values, [xi])[0]
+        return self.coarse_grain_scan(values, [xi], beyond_half_box=beyond_half_box)[0]
 
-    def coarse_grain_scan(self, values, xis) -> np.ndarray:
+    def coarse_grain_scan(self, values, xis, *, beyond_half_box: bool = False) -> np.ndarray:
         """Coarse-grain field(s) at several lengths in one pass over the pairs.
 
         Args:
             values: (N,) field or (N, k) fields.
             xis: (m,) kernel widths, each 0 (the bare field, returned unchanged as
                 float64) or > 0 with 2 xi <= r_max; any order, repeats allowed.
+            beyond_half_box: Allow a kernel cutoff 2 xi beyond half the shortest box
+                edge. There the sum no longer runs over a full ball: each j enters once,
+                at its nearest image, so the kernel is clipped by the box. Off by default:
+                such an xi is refused rather than silently clipped.
 
         Returns:
             (m, N) or (m, N, k) float64: entry a is the field(s) coarse-grained at xis[a].
 
         Raises:
-            ValueError: On malformed values or xis, or some 2 xi > r_max.
+            ValueError: On malformed values or xis, some 2 xi > r_max, or some
+                2 xi > min(L) / 2 without ``beyond_half_box``.
         """
         X = as_field(values, self._n)
         xis = np.asarray(xis, dtype=float)
@@ -357,6 +364,7 @@ class PairList:
             raise ValueError(f"2 xi = {2.0 * xis.max():g} (xi = {xis.max():g}) exceeds this "
                              f"PairList's r_max = {self._r_max:g}; the kernel's cutoff must "
                              f"lie within it (build with r_max >= {2.0 * xis.max():g})")
+        check_half_box(self._box, xis, beyond_half_box)
         n = self._n
         F = X.reshape(n, -1)
         ref = F[0].copy()

@@ -17,6 +17,7 @@ import numpy as np
 
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.rundir import RunDir
+from glasscam_mpi.store import check_schema, stage_dataset
 
 # The paper's scale (METHOD.md sections 2, 6): what "demo scale" is measured against.
 PAPER_SCALE = {"n_particles": 2000, "n_runs": 5000, "split": (4000, 400, 600),
@@ -160,6 +161,7 @@ def load(rd: RunDir, cfg: Config) -> RunData:
                           f"--run-dir {rd.path}'")
     try:
         with h5py.File(path, "r") as fh:
+            check_schema(fh, "analyze")
             if "summary" not in fh:
                 raise ConfigError(f"{path} has no summary group (analyze did not finish); "
                                   f"rerun 'glasscam analyze --run-dir {rd.path}'")
@@ -180,17 +182,19 @@ def load(rd: RunDir, cfg: Config) -> RunData:
         raise ConfigError(f"{path} lacks what the report needs ({exc}); rerun 'glasscam analyze "
                           f"--run-dir {rd.path}'") from None
     with h5py.File(rd.require("propensity"), "r") as prop:
-        configs = prop["configs"][:]
-        temps, targets = prop["temperatures"][:], prop["delta_targets"][:]
+        check_schema(prop, "propensity")
+        configs, temps, targets, delta = (stage_dataset(prop, "propensity", name) for name in
+                                          ("configs", "temperatures", "delta_targets", "delta"))
         pa = prop.attrs
         T_used, T_source = float(pa.get("T_star", np.nan)), str(pa.get("T_star_source", "none"))
         n_replicas = prop["cage_displacement"].shape[0] // max(1, len(configs) * len(temps))
-        reportable, n_ok_rep = prop["reportable"][:], prop["n_ok_replicas"][:]
-        delta = prop["delta"][:]
+        reportable = stage_dataset(prop, "propensity", "reportable")
+        n_ok_rep = stage_dataset(prop, "propensity", "n_ok_replicas")
         some = np.isfinite(delta).any(axis=-1)
         delta_max = np.where(some, np.where(np.isfinite(delta), delta, -np.inf).max(-1), np.nan)
         delta_min = np.where(some, np.where(np.isfinite(delta), delta, np.inf).min(-1), np.nan)
     with h5py.File(rd.require("prepare"), "r") as prep:
+        check_schema(prep, "prepare")
         status, split = prep["status"][:], prep["split"][:]
         ok = np.flatnonzero(status == 1)
         box = prep["box"][:]

@@ -98,7 +98,7 @@ def curves(d: RunData, out: Path) -> FigureFile:
 def violins(d: RunData, out: Path) -> FigureFile:
     """Fig. 6: per-sample Pearson coefficients of the three pairs, glass vs liquid."""
     title = "Fig. 6: Pearson coefficients between indicators over test samples"
-    xp = float(d.S_attrs.get("xi_pairs", d.cfg.analyze.xi_pairs))
+    xp = float(d.S_attrs.get("xi_pairs", np.nan))
     a = d.xi_index(xp)
     pairs = shown_pairs(d)
     data, positions, colours, ticks = [], [], [], []
@@ -156,9 +156,11 @@ def corr_r(d: RunData, out: Path) -> FigureFile:
         line, = ax.plot(d.r, S["corr_r_mean"][1, :, i], "-", marker=MARKERS[x], ms=3,
                         color=COLOURS[x], label=f"{SYMBOLS[x]}")
         rz = S["r_zero"][1, i]
+        shell = "r_zero_first_shell" in S and bool(S["r_zero_first_shell"][1, i])
         if np.isfinite(rz):
             ax.axvline(rz, color=COLOURS[x], ls="--", lw=1)
-            ax.plot([], [], " ", label=f"  r_{SYMBOLS[x]} = {rz:.2f} (C = 0)")
+            ax.plot([], [], " ", label=f"  r_{SYMBOLS[x]} {'≤' if shell else '='} {rz:.2f} (C = 0"
+                                      + (", at the first shell already)" if shell else ")"))
     ax.axhline(0, color="k", lw=0.7)
     ax.set(xlabel=length_label(d), ylabel=r"$C_X(r)$", title="bare Γ, Υ, Θ")
     ax.legend(fontsize=8)
@@ -175,9 +177,10 @@ def corr_r(d: RunData, out: Path) -> FigureFile:
         ax.legend(fontsize=8)
     return save(fig, out, "fig8_corr_r", title,
                 "summary/corr_r_mean (glass, correctly classified samples); dashed: where C(r) "
-                "first crosses 0 (summary/r_zero)" + ("; right: Grad-CAM of each convolution "
-                "layer (summary/corr_r_layers_mean), the sensitivity to the layer." if layers
-                                                      else "."))
+                "first crosses 0 (summary/r_zero; '≤' where C ≤ 0 already at the first pair "
+                "distance, summary/r_zero_first_shell: an upper bound)"
+                + ("; right: Grad-CAM of each convolution layer (summary/corr_r_layers_mean), "
+                   "the sensitivity to the layer." if layers else "."))
 
 
 def xi_scan(d: RunData, out: Path) -> FigureFile:

@@ -163,12 +163,16 @@ def table3(d: RunData) -> Table:
     t.rows.append(["ξ_Δ of the indicator-propensity correlations", "Figs 5, 7; Table 5", "Δ",
                    xd, xd, pxi["fig57"] if pxi else float("nan"),
                    str(d.S_attrs.get("xi_delta_source", ""))])
+    edge_words = {1: "the largest ξ scanned: the maximum may lie beyond the scan",
+                  -1: "the smallest ξ scanned"}
     for x in d.shown():
         i = d.index(x)
+        edge = int(S["xi_best_edge"][i]) if "xi_best_edge" in S else 0
         t.rows.append([f"ξ_{SYMBOLS[x]}: maximises the pooled C^max", "Figs 1, 2, 5, 7",
                        form_label(x, d.forms[x]), float(S["xi_best"][i]),
-                       float(S["xi_best"][i]), pxi["indicators"] if pxi else float("nan"), ""])
-    xp = float(d.S_attrs.get("xi_pairs", d.cfg.analyze.xi_pairs))
+                       float(S["xi_best"][i]), pxi["indicators"] if pxi else float("nan"),
+                       edge_words.get(edge, "") if np.isfinite(S["xi_best"][i]) else ""])
+    xp = float(d.S_attrs.get("xi_pairs", np.nan))
     t.rows.append(["ξ of the indicator-indicator correlations ([analyze].xi_pairs)",
                    "Fig. 6, Table S2", "all", xp, xp, pxi["fig6"] if pxi else float("nan"),
                    "set in the config"])
@@ -208,7 +212,8 @@ def table4(d: RunData) -> Table:
     S, p = d.S, d.paper
     size, full = (d.study[0], d.scale.n_replicas) if d.study else (30, 100)
     cols = ["δ", "ξ_Δ", f"C(e{size}^i, e{size}^j) bare", f"C(ē{size}^i, ē{size}^j)",
-            f"C(e{size}, ē{size})", f"C(e{full}, ē{full})", f"C(ē{size}, ē{full})"]
+            f"C(e{size}^i, ē{size}^i) own", f"C(e{full}, ē{full})", f"C(ē{size}, ē{full})",
+            f"C(e{size}^i, ē{size}^j) other"]
     t = Table("table4", "Table 4: Pearson coefficients between the propensity of different "
                         "ensembles", cols)
     if d.study is None:
@@ -225,8 +230,13 @@ def table4(d: RunData) -> Table:
                        f"e^A, e^B, ...) and the full ensemble of {full}; the bar means "
                        "coarse-grained at ξ_Δ of that δ; mean over configurations and "
                        "temperatures.")
+    t.notes.append(f"C(e{size}, ē{size}) has two readings, both shown: 'own' correlates "
+                   f"sub-ensemble i with its own coarse-grained field (mean over i); 'other' "
+                   f"with the coarse-grained field of another sub-ensemble j ≠ i (mean over "
+                   "i ≠ j). The paper's 'average over i ≠ j' may mean either; its 0.820 is "
+                   "listed under 'own', the reading the package used before.")
     if p and p.get("table4"):
-        t.rows.append(["paper (KAM, 30 / 100)", float("nan"), *p["table4"]])
+        t.rows.append(["paper (KAM, 30 / 100)", float("nan"), *p["table4"], float("nan")])
     t.notes.append(NA_FORM + " (Δ against Δ)")
     return t
 
@@ -236,21 +246,50 @@ def table5(d: RunData) -> Table:
     S, p = d.S, d.paper
     t = Table("table5", "Table 5: largest correlation C^max of each indicator with the "
                         "propensity, and where (δ*)",
-              ["indicator", "form", "ξ", "T", "C^max", "δ*", "paper C^max", "paper δ*"])
+              ["indicator", "form", "ξ", "T", "C^max", "± (bootstrap std)",
+               "C^max 16-84 %", "δ*", "δ* 16-84 %", "null C^max (95 %)", "δ* at",
+               "paper C^max", "paper δ*"])
     temps = d.scale.temperatures
+    n_T = len(temps)
+    X = len(d.indicators)
+    nan3 = np.full((X, n_T + 1, 5), np.nan)
+    unc = S.get("table5_uncertainty", nan3)
+    nul = S.get("table5_null", nan3[..., :3])
+    edge = S.get("table5_edge", np.zeros((X, n_T + 1), np.int8))
+    where = {0: "inside", 1: "last δ (lower bound)", -1: "first δ"}
+
+    def interval(lo, hi) -> str:
+        return "—" if not (np.isfinite(lo) and np.isfinite(hi)) else f"{lo:.3g} – {hi:.3g}"
+
     for x in d.shown():
         i = d.index(x)
         T5 = S["table5"][i]                              # (n_T + 1, 3)
         pc, pd = p["table5"][x] if p else (float("nan"), float("nan"))
-        for k in range(len(temps) + 1):
-            last = k == len(temps)
+        for k in range(n_T + 1):
+            last = k == n_T
+            u = unc[i, k]
             t.rows.append([SYMBOLS[x], form_label(x, d.forms[x]), float(T5[k, 2]),
                            "all (pooled)" if last else float(temps[k]), float(T5[k, 0]),
-                           float(T5[k, 1]), pc if last else float("nan"),
+                           float(u[0]), interval(u[1], u[2]), float(T5[k, 1]),
+                           interval(u[3], u[4]), float(nul[i, k, 2]),
+                           where[int(edge[i, k])], pc if last else float("nan"),
                            pd if last else float("nan")])
     t.notes.append("Form: C^max is the Pearson coefficient of the form shown (1 − X where the "
                    "paper flips X to make it positive) with Δ coarse-grained at ξ_Δ = "
-                   f"{float(d.S_attrs.get('xi_delta', np.nan)):g}; mean over configurations.")
+                   f"{float(d.S_attrs.get('xi_delta', np.nan)):g}; the configurations are "
+                   "pooled at common δ (a log-δ grid over the δ every configuration reached).")
+    n_boot = int(d.S_attrs.get("n_bootstrap", 0))
+    n_null = int(d.S_attrs.get("n_null_shifts", 0))
+    t.notes.append(f"Uncertainty: {n_boot} bootstrap resamples (random-sign resampling of the "
+                   "replicas of each ensemble and, with several configurations, configurations "
+                   "drawn with replacement), at fixed ξ and ξ_Δ; 16-84 % is the percentile "
+                   f"interval. Null: C^max of the indicator field under {n_null} random periodic "
+                   "shifts against Δ, its 95th percentile; a C^max below it is not resolved."
+                   if n_boot or n_null else "No uncertainty computed ([analyze].bootstrap = 0 "
+                   "and null_shifts = 0).")
+    if (edge == 1).any():
+        t.notes.append("'last δ (lower bound)': C^max is at the last δ all configurations "
+                       "reached: the curve may still rise there.")
     if not d.have_gamma:
         t.notes.append("No Γ rows: the CNN stages were not run (no gradcam.h5).")
     return t

@@ -50,10 +50,15 @@ theta-volume], ``m`` = len(xis), ``B`` = bins, ``d_t`` recorded times, ``D`` del
     dynamics/corr_delta_r     (n_c, n_T, D, B+1) f8  C_Delta(r) at each target
     dynamics/maps_indicators  (n_c, n_T, X, m, N) f4 normalised coarse-grained indicators
     dynamics/maps_delta       (n_c, n_T, D, m, N) f4 normalised coarse-grained Delta(delta)
-    dynamics/ensemble         (n_c, n_T, D, m, 5) f8 Table 4 columns at every xi (NaN
+    dynamics/ensemble         (n_c, n_T, D, m, 6) f8 Table 4 columns at every xi (NaN
                               without the study): C(e30,e30) bare, C(e30~,e30~),
-                              C(e30,e30~), C(e100,e100~), C(e30~,e100~)
-    summary/...               the tables (see :mod:`glasscam_mpi.stages.analyze_summary`)
+                              C(e30^i, e30~^i) (sub-ensemble i against its own coarse
+                              field), C(e100,e100~), C(e30~,e100~), C(e30^i, e30~^j) mean
+                              over j != i (against another sub-ensemble's coarse field):
+                              the paper's C(e30, e30~) "averaged over i != j" may be either
+    summary/...               the tables (see :mod:`glasscam_mpi.stages.analyze_summary`),
+                              and Table 5's bootstrap uncertainty and null level (see
+                              :mod:`glasscam_mpi.stages.analyze_uncertainty`)
 
 With a seed ensemble (gradcam.h5 holds ``gamma_members``, k members; ``gamma`` is then the
 ensemble's field), each member's Gamma is also correlated with the propensity:
@@ -76,10 +81,11 @@ import numpy as np
 from glasscam_mpi.analysis.neighbours import PairList
 from glasscam_mpi.analysis.order import hexatic
 from glasscam_mpi.analysis.stats import constant_columns, pearson_matrix, spearman_matrix
+from glasscam_mpi.analysis.xiscan import resolve_xis
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import FarmStage, TaskFailed, require_tasks
-from glasscam_mpi.store import RowSpec
+from glasscam_mpi.store import RowSpec, check_schema, stage_dataset
 
 STAGE = "analyze"
 HELP = "coarse-graining, correlation lengths and correlations -> analysis.h5 (the paper's answer)"
@@ -93,7 +99,8 @@ PAIR_NAMES = ("gamma-volume", "gamma-theta", "theta-volume")
 CLASSES = ("liquid", "glass")
 PAPER_ONE_MINUS = {"KAM": ("gamma", "theta"), "ABM": ("gamma", "volume"),
                    "ABM-code": ("gamma", "volume"), "KA3D": ("gamma", "theta")}
-ENSEMBLE_COLUMNS = ("e30-e30 bare", "e30~-e30~", "e30-e30~", "e100-e100~", "e30~-e100~")
+ENSEMBLE_COLUMNS = ("e30-e30 bare", "e30~-e30~", "e30-e30~ own", "e100-e100~", "e30~-e100~",
+                    "e30-e30~ other")
 
 
 def one_minus(cfg: Config) -> tuple[str, ...]:
@@ -127,6 +134,8 @@ class Plan:
     reportable: np.ndarray    # (n_c, n_T) int8
     study: tuple | None       # (size, count) of the ensemble study, or None
     sign: np.ndarray          # (X,) -1 for 1 - X forms, +1 otherwise
+    xi_pairs: float = 4.0     # resolved [analyze].xi_pairs
+    xi_notes: tuple = ()      # what the box left out of the scan (analysis.xiscan)
     n_members: int = 0        # members of a seed ensemble in gradcam.h5 (0: none)
 
     @property
@@ -154,6 +163,11 @@ def _open_checked(rd: RunDir, stage: str):
     except (OSError, KeyError) as exc:
         raise ConfigError(f"{path} is damaged ({exc}); rerun 'glasscam {stage} --run-dir "
                           f"{rd.path}' to rebuild it from its task shards") from None
+    try:
+        check_schema(fh, stage)
+    except ConfigError:
+        fh.close()
+        raise
     return fh
 
 
@@ -187,9 +201,13 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
                               "prepare.h5; rerun 'glasscam propensity'")
         shape = (len(configs), len(prop["temperatures"]))
         n_times, n_targets = prop["time"].shape[0], prop["delta_targets"].shape[0]
-        reportable = prop["reportable"][:] if "reportable" in prop else np.ones(shape, np.int8)
+        reportable = stage_dataset(prop, "propensity", "reportable")
         n_rep = prop["cage_displacement"].shape[0] // max(1, int(np.prod(shape)))
-    xis = sorted(set(a.xis) | {a.xi_pairs} | ({a.xi_delta} if a.xi_delta != "auto" else set()))
+    try:
+        scan = resolve_xis(box, a.xis, a.xi_pairs, a.xi_delta, cfg.sys.xi_pairs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    xis = scan.xis
     L = float(box.min())
     r_corr = min(a.r_max or 10.0, L / 2)
     study = ((a.subensemble_size, a.subensembles)
@@ -197,7 +215,8 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
     sign = np.array([-1.0 if x in one_minus(cfg) else 1.0 for x in INDICATORS])
     return Plan(runs, have_gamma, n_layers, box, tuple(float(x) for x in xis), r_corr,
                 a.bins, shape, rows.astype(np.int64), int(n_times), int(n_targets),
-                reportable.astype(np.int8), study, sign, int(n_members))
+                reportable.astype(np.int8), study, sign, scan.xi_pairs, scan.notes,
+                int(n_members))
 
 
 @contextlib.contextmanager
@@ -306,7 +325,7 @@ def _dynamics_task(cfg: Config, plan: Plan, files: dict, e: int) -> dict:
     c, k = (int(v) for v in np.unravel_index(e, plan.shape))
     prop = files["propensity"]
     if not plan.reportable[c, k]:
-        n_ok = int(prop["n_ok_replicas"][c, k])
+        n_ok = int(stage_dataset(prop, "propensity", "n_ok_replicas")[c, k])
         raise TaskFailed(f"ensemble config {c}, T = {prop['temperatures'][k]:.4g}: only {n_ok} "
                          f"ok replicas (< min_replicas {int(prop.attrs['min_replicas'])}); "
                          "not analysed")
@@ -441,6 +460,10 @@ def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarra
             out[j, a_xi, 3] = pearson_matrix(e100[:, None], g[:, [count]])[0, 0]
             out[j, a_xi, 4] = np.mean([pearson_matrix(g[:, [u]], g[:, [count]])[0, 0]
                                        for u in range(count)])
+            # the other reading of the paper's C(e30, e30~), "averaged over i != j":
+            # sub-ensemble i against the coarse field of sub-ensemble j
+            out[j, a_xi, 5] = np.mean([pearson_matrix(e30[:, [u]], g[:, [v]])[0, 0]
+                                       for u in range(count) for v in range(count) if u != v])
     return out
 
 
@@ -482,7 +505,8 @@ def _attrs(cfg: Config, plan: Plan) -> dict:
             "classes": ",".join(CLASSES), "forms": json.dumps(forms(cfg)),
             "have_gamma": int(plan.have_gamma), "xis": np.array(plan.xis),
             "r_corr": plan.r_corr, "ensemble_columns": ",".join(ENSEMBLE_COLUMNS),
-            "study": json.dumps(list(plan.study) if plan.study else None)}
+            "study": json.dumps(list(plan.study) if plan.study else None),
+            "xi_pairs": plan.xi_pairs, "xi_notes": json.dumps(list(plan.xi_notes))}
 
 
 def _globals(cfg: Config, plan: Plan) -> dict:
@@ -494,9 +518,11 @@ def _globals(cfg: Config, plan: Plan) -> dict:
 
 def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
     from glasscam_mpi.stages.analyze_summary import summarize_into
+    from glasscam_mpi.stages.analyze_uncertainty import uncertainty_into
 
     if comm.Get_rank() == 0:
         summarize_into(path, cfg, plan)
+        uncertainty_into(path, cfg, plan)  # Table 5's uncertainty and null level
         if plan.n_members:
             from glasscam_mpi.stages.analyze_members import summarize_members
 
@@ -508,7 +534,8 @@ def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
     gamma = "with Gamma" if plan.have_gamma else "without Gamma (no gradcam.h5)"
     return (f"analyze: {plan.n_samples} test samples x 2 classes and {int(np.prod(plan.shape))} "
             f"propensity ensemble(s), {gamma}; xi in {list(plan.xis)}, C(r) to "
-            f"{plan.r_corr:.3g}; {n_todo} tasks to do on {size} rank(s)")
+            f"{plan.r_corr:.3g}; {n_todo} tasks to do on {size} rank(s)"
+            + "".join(f"\nanalyze: WARNING: {note}" for note in plan.xi_notes))
 
 
 def _headline(fh, cfg: Config, rd: RunDir) -> dict:

@@ -5,10 +5,9 @@ Written by analyze's reduce on rank 0 after :mod:`glasscam_mpi.stages.analyze_su
 when gradcam.h5 holds a seed ensemble (``dynamics/corr_members``). Additive: the rest of
 the summary is untouched; ``gamma`` there is the ensemble's field.
 
-The member rows and the ensemble row are pooled here by one helper, :func:`table5_rows`
-(mean over configurations at each recorded time, then the maximum over the curve per
-temperature and over every temperature together), so members and ensemble are compared
-like with like whatever the main summary's pooling is.
+The member rows and the ensemble row are pooled by :func:`table5_rows` exactly as the main
+summary pools Table 5 (its own pooling function), so the ensemble's row equals
+``summary/table5``'s Gamma row and members and ensemble are compared like with like.
 
     summary/members/cmax       (k + 1, m, n_T + 1)  C^max per xi and T (last column: every
                                                     T pooled); rows: members 0..k-1, then
@@ -16,6 +15,8 @@ like with like whatever the main summary's pooling is.
     summary/members/delta_star (k + 1, m, n_T + 1)
     summary/members/xi_best    (k + 1,)   the xi maximising the pooled C^max
     summary/members/table5     (k + 1, n_T + 1, 3)  [C^max, delta*, xi] at xi_best
+    summary/members/table5_edge (k + 1, n_T + 1) i1  1 where delta* is the last delta
+                                          reached (C^max a lower bound), -1 the first
     summary/members/spread     (3, 4)     over the k members, of the pooled
                                           [C^max, delta*, xi]: [mean, std, min, max]
 
@@ -30,19 +31,14 @@ import warnings
 
 import numpy as np
 
-from glasscam_mpi.analysis.stats import curve_max
 from glasscam_mpi.learn.ensemble import SPREAD, spread
 
 
-def _curve_max(delta: np.ndarray, C: np.ndarray) -> tuple[float, float]:
-    ok = np.isfinite(delta) & np.isfinite(C)
-    if not ok.any():
-        return float("nan"), float("nan")
-    return curve_max(delta[ok], C[ok])
-
-
 def table5_rows(corr: np.ndarray, delta: np.ndarray, xis: np.ndarray):
-    """C^max and delta* of several Gamma fields against the propensity.
+    """C^max and delta* of several Gamma fields against the propensity, pooled exactly as
+    the main summary pools Table 5 (:mod:`glasscam_mpi.stages.analyze_summary`: the
+    configurations at common delta, the maximum of each temperature's curve, and for all
+    temperatures together the temperature with the largest C^max).
 
     Args:
         corr: (n_c, n_T, d_t, F, m) Pearson of field f at xi_a with Delta at xi_Delta, at
@@ -51,29 +47,39 @@ def table5_rows(corr: np.ndarray, delta: np.ndarray, xis: np.ndarray):
         xis: (m,) the xi scan.
 
     Returns:
-        (cmax, delta_star) each (F, m, n_T + 1), xi_best (F,), table5 (F, n_T + 1, 3).
+        (cmax, delta_star) each (F, m, n_T + 1), xi_best (F,), table5 (F, n_T + 1, 3),
+        table5_edge (F, n_T + 1) int8 (1: delta* at the last delta reached, a lower bound;
+        -1 at the first; 0 inside).
     """
+    from glasscam_mpi.analysis.pooling import curve_max_edge
+    from glasscam_mpi.stages.analyze_summary import _pool
+
+    n_F, m, n_T = corr.shape[3], len(xis), delta.shape[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        curves = np.nanmean(corr, axis=0)            # (n_T, d_t, F, m)
-        cdelta = np.nanmean(delta, axis=0)           # (n_T, d_t)
-    n_T, _, n_F, m = curves.shape
+        curves, _, cdelta, _ = _pool(delta, corr, n_F, m)       # (F, m, n_T, G), (n_T, G)
     cmax = np.full((n_F, m, n_T + 1), np.nan)
     dstar = np.full((n_F, m, n_T + 1), np.nan)
+    edge = np.zeros((n_F, m, n_T + 1), np.int8)
     for f in range(n_F):
         for a in range(m):
             for k in range(n_T):
-                cmax[f, a, k], dstar[f, a, k] = _curve_max(cdelta[k], curves[k, :, f, a])
-            cmax[f, a, n_T], dstar[f, a, n_T] = _curve_max(cdelta.ravel(),
-                                                           curves[:, :, f, a].ravel())
+                cmax[f, a, k], dstar[f, a, k], edge[f, a, k] = curve_max_edge(
+                    cdelta[k], curves[f, a, k])
+            if np.isfinite(cmax[f, a, :n_T]).any():
+                k = int(np.nanargmax(cmax[f, a, :n_T]))
+                cmax[f, a, n_T], dstar[f, a, n_T], edge[f, a, n_T] = \
+                    cmax[f, a, k], dstar[f, a, k], edge[f, a, k]
     xi_best = np.full(n_F, np.nan)
     table5 = np.full((n_F, n_T + 1, 3), np.nan)
+    t5_edge = np.zeros((n_F, n_T + 1), np.int8)
     for f in range(n_F):
         if np.isfinite(cmax[f, :, n_T]).any():
             a = int(np.nanargmax(cmax[f, :, n_T]))
             xi_best[f] = xis[a]
             table5[f, :, 0], table5[f, :, 1], table5[f, :, 2] = cmax[f, a], dstar[f, a], xis[a]
-    return cmax, dstar, xi_best, table5
+            t5_edge[f] = edge[f, a]
+    return cmax, dstar, xi_best, table5, t5_edge
 
 
 def _r(x) -> float | None:
@@ -99,12 +105,12 @@ def summarize_members(path, cfg, plan) -> dict:
         corr[~dyn_ok] = np.nan
         delta = fh["dynamics/delta"][:]
         delta[~dyn_ok] = np.nan
-        cmax, dstar, xi_best, table5 = table5_rows(corr, delta, xis)
+        cmax, dstar, xi_best, table5, t5_edge = table5_rows(corr, delta, xis)
         k = members.shape[3]
         pooled = table5[:k, -1, :]                            # (k, 3) members, all T
         spr = np.array([[spread(pooled[:, q])[s] for s in SPREAD] for q in range(3)])
         G["cmax"], G["delta_star"], G["xi_best"], G["table5"] = cmax, dstar, xi_best, table5
-        G["spread"] = spr
+        G["spread"], G["table5_edge"] = spr, t5_edge
         G.attrs.update(rows=f"members 0..{k - 1}, then the ensemble", xi_delta=xis[b],
                        spread_rows="C_max,delta_star,xi", spread_columns=",".join(SPREAD))
         head = {"members": k,

@@ -10,14 +10,32 @@ stage files, so the summary does not depend on the rank count.
                                      pair distance already (xi_Delta is then an upper bound)
     summary/xi_delta_used      (D,)  the same rounded to the nearest xi > 0 of the scan
     summary/corr_delta_r_mean  (D, B+1)  C_Delta(r), mean over reportable ensembles
-    summary/curves             (X, m, n_T, d_t)  C_{X,Delta}(t) at xi_Delta (attr), each
-                                     indicator at each of its xi, mean over configurations
-    summary/curve_delta        (n_T, d_t)        delta(t), mean over configurations
-    summary/cmax, delta_star   (X, m, n_T + 1)   C^max and delta* per xi and T; the last
-                                     column pools every temperature (Table 5, Figs 5, 7)
+    summary/curve_delta        (n_T, G)          the common delta grid of each temperature:
+                                     log-spaced, 20 per decade, over the delta range *every*
+                                     analysed configuration reached (NaN padding to G)
+    summary/curves             (X, m, n_T, G)    C_{X,Delta}(delta) at xi_Delta (attr), each
+                                     indicator at each of its xi: the mean over
+                                     configurations at common delta (each configuration's
+                                     curve interpolated linearly in log delta onto the grid;
+                                     analysis/pooling.py), never configurations at different
+                                     delta
+    summary/curves_std         (X, m, n_T, G)    their spread over configurations (sample std;
+                                     NaN with one configuration)
+    summary/curve_n_configs    (n_T,)            configurations pooled per temperature
+    summary/cmax, delta_star   (X, m, n_T + 1)   C^max and delta* of the pooled curve per xi
+                                     and T; the last column: the T with the largest C^max
+                                     (Table 5, Figs 5, 7)
+    summary/delta_star_edge    (X, m, n_T + 1) i1  where delta* sits: 1 = the last delta of
+                                     the grid (C^max is then a lower bound), -1 = the first,
+                                     0 = inside
     summary/xi_best            (X,)  the xi maximising the pooled C^max (Table 3)
+    summary/xi_best_edge       (X,) i1  1 = xi_best is the largest xi scanned, -1 the
+                                     smallest, 0 inside
     summary/table5             (X, n_T + 1, 3)   [C^max, delta*, xi] at xi_best
-    summary/table4             (D, 5)  Table 4 columns at each target's xi_Delta
+    summary/table5_edge        (X, n_T + 1) i1  delta_star_edge at xi_best
+    summary/table4             (D, 6)  Table 4 columns at each target's xi_Delta (the
+                                     columns of dynamics/ensemble: both readings of
+                                     C(e30, e30~), own coarse field and another's)
     summary/pairs_pearson, pairs_spearman (2, P, 8)  over correctly classified test samples
                                      at xi_pairs: [n, mean, std, median, q25, q75, min, max]
     summary/n_misclassified    (2,)  test samples left out per class
@@ -25,7 +43,10 @@ stage files, so the summary does not depend on the rank count.
     summary/corr_r_mean        (2, B+1, X)  C(r) of the bare fields (Fig. 8): Gamma over the
                                      correctly classified samples, Upsilon and Theta over all
     summary/r_zero             (2, X)  first zero of C(r) after r = 0 (r_Gamma for Gamma)
+    summary/r_zero_first_shell (2, X) i1  1 where C(r) <= 0 already at the first pair
+                                     distance: r_zero is then an upper bound (the first bin)
     summary/corr_r_layers_mean (2, B+1, L); summary/r_zero_layers (2, L)  per CNN layer
+    summary/r_zero_layers_first_shell (2, L) i1  the same flag per layer
     summary/rdf_mean           (2, B_g, 3)  g_AA, g_AB, g_BB over test samples (S7), at r_rdf
     summary/energy_jump        (n_runs,) i1  1 where U(T) of the run jumps (S6)
     summary/energy_jump_T      (n_runs,) f8  where it jumps (NaN otherwise)
@@ -43,8 +64,11 @@ from pathlib import Path
 import numpy as np
 
 from glasscam_mpi.analysis.correlation import first_crossing
-from glasscam_mpi.analysis.stats import curve_max, describe
+from glasscam_mpi.analysis.pooling import (EDGE_FIRST, EDGE_LAST, EDGE_NONE, curve_max_edge,
+                                           pool_at_common_delta, scan_edge)
+from glasscam_mpi.analysis.stats import describe
 
+EDGE_WORDS = {0: "inside", -1: "first (edge of the data)", 1: "last (edge of the data)"}
 PSI6_FLAG = 0.3       # |<psi_6>| of a glass; random points give ~ N^-1/2, a crystal ~ 1
 STATS = ("n", "mean", "std", "median", "q25", "q75", "min", "max")
 PAPER = {  # METHOD.md section 8
@@ -101,7 +125,7 @@ def summarize_into(path, cfg, plan) -> dict:
         xis = fh["xis"][:]
         r = fh["r"][:]
         dyn_ok = fh["status"][plan.n_samples:].reshape(plan.shape) == 1
-        notes: list[str] = []
+        notes: list[str] = list(json.loads(fh.attrs.get("xi_notes", "[]")))
         head: dict = {"T_star": _t_star(fh, cfg), "forms": forms(cfg),
                       "have_gamma": bool(plan.have_gamma)}
         if not plan.have_gamma:
@@ -130,47 +154,73 @@ def summarize_into(path, cfg, plan) -> dict:
         b = int(np.flatnonzero(xis == xi_d)[0])
         S.attrs.update(xi_delta=xi_d, xi_delta_source=source)
 
-        # -- Table 5, Figs 5 and 7: C_{X,Delta}(delta) --------------------------------------
+        # -- Table 5, Figs 5 and 7: C_{X,Delta}(delta), pooled at common delta ---------------
         corr = fh["dynamics/corr"][..., b]                      # (n_c, n_T, d_t, X, m)
         corr[~dyn_ok] = np.nan
         delta = fh["dynamics/delta"][:]
         delta[~dyn_ok] = np.nan
-        with _quiet():
-            curves = np.nanmean(corr, axis=0).transpose(2, 3, 0, 1)   # (X, m, n_T, d_t)
-            cdelta = np.nanmean(delta, axis=0)                        # (n_T, d_t)
         n_X, m, n_T = len(INDICATORS), len(xis), plan.shape[1]
+        curves, spread, cdelta, n_pooled = _pool(delta, corr, n_X, m)
         cmax = np.full((n_X, m, n_T + 1), np.nan)
         dstar = np.full((n_X, m, n_T + 1), np.nan)
+        edge = np.zeros((n_X, m, n_T + 1), np.int8)
         for x in range(n_X):
             for a in range(m):
                 for k in range(n_T):
-                    cmax[x, a, k], dstar[x, a, k] = _curve_max(cdelta[k], curves[x, a, k])
-                cmax[x, a, n_T], dstar[x, a, n_T] = _curve_max(cdelta.ravel(),
-                                                               curves[x, a].ravel())
+                    cmax[x, a, k], dstar[x, a, k], edge[x, a, k] = curve_max_edge(
+                        cdelta[k], curves[x, a, k])
+                if np.isfinite(cmax[x, a, :n_T]).any():  # all T: the T with the largest C^max
+                    k = int(np.nanargmax(cmax[x, a, :n_T]))
+                    cmax[x, a, n_T], dstar[x, a, n_T] = cmax[x, a, k], dstar[x, a, k]
+                    edge[x, a, n_T] = edge[x, a, k]
         xi_best = np.array([xis[int(np.nanargmax(cmax[x, :, n_T]))]
                             if np.isfinite(cmax[x, :, n_T]).any() else np.nan
                             for x in range(n_X)])
+        xi_edge = np.array([scan_edge(xis[np.isfinite(cmax[x, :, n_T])], xi_best[x])
+                            for x in range(n_X)], dtype=np.int8)
         table5 = np.full((n_X, n_T + 1, 3), np.nan)
+        t5_edge = np.zeros((n_X, n_T + 1), np.int8)
         for x in range(n_X):
             if np.isfinite(xi_best[x]):
                 a = int(np.flatnonzero(xis == xi_best[x])[0])
                 table5[x, :, 0], table5[x, :, 1], table5[x, :, 2] = cmax[x, a], dstar[x, a], xis[a]
-        S["curves"], S["curve_delta"] = curves, cdelta
+                t5_edge[x] = edge[x, a]
+        S["curves"], S["curve_delta"], S["curves_std"] = curves, cdelta, spread
+        S["curve_n_configs"] = n_pooled
         S["cmax"], S["delta_star"], S["xi_best"], S["table5"] = cmax, dstar, xi_best, table5
+        S["delta_star_edge"], S["xi_best_edge"], S["table5_edge"] = edge, xi_edge, t5_edge
         S["table5"].attrs["axes"] = "indicator (gamma, volume, theta); temperature (last: all); " \
                                     "[C_max, delta_star, xi]"
         temps = _temperatures(fh, plan)
+        shown = [(x, name) for x, name in enumerate(INDICATORS)
+                 if plan.have_gamma or name != "gamma"]
         head["table5"] = {
             name: {"C_max": _f(table5[x, n_T, 0]), "delta_star": _f(table5[x, n_T, 1]),
                    "xi": _f(table5[x, n_T, 2]), "form": forms(cfg)[name],
+                   "delta_star_at": EDGE_WORDS[int(t5_edge[x, n_T])],
+                   "xi_at": EDGE_WORDS[int(xi_edge[x])],
                    "per_T": [{"T": _f(temps[k]), "C_max": _f(table5[x, k, 0]),
-                              "delta_star": _f(table5[x, k, 1])} for k in range(n_T)]}
-            for x, name in enumerate(INDICATORS) if plan.have_gamma or name != "gamma"}
+                              "delta_star": _f(table5[x, k, 1]),
+                              "delta_star_at": EDGE_WORDS[int(t5_edge[x, k])]}
+                             for k in range(n_T)]}
+            for x, name in shown}
+        for x, name in shown:
+            if t5_edge[x, n_T] == EDGE_LAST:
+                notes.append(f"C^max of {name} is at the last delta all configurations reached "
+                             f"(delta* = {table5[x, n_T, 1]:.3g}): a lower bound, the curve may "
+                             "still rise (raise [propensity].t_max or stop_factor)")
+            elif t5_edge[x, n_T] == EDGE_FIRST:
+                notes.append(f"C^max of {name} is at the first recorded delta "
+                             f"({table5[x, n_T, 1]:.3g}): the maximum may lie earlier")
+            if xi_edge[x] != EDGE_NONE and np.isfinite(xi_best[x]):
+                side = "largest" if xi_edge[x] == EDGE_LAST else "smallest"
+                notes.append(f"xi_best of {name} = {xi_best[x]:g} is the {side} xi scanned: "
+                             "the maximum over xi may lie beyond the scan")
         head["xi_delta"] = {"used": _f(xi_d), "source": source,
                             "per_target": {f"{t:g}": _f(v) for t, v in zip(targets, xi_t)}}
 
         # -- Table 4, Fig. 4: the ensemble study ---------------------------------------------
-        ens = fh["dynamics/ensemble"][:]                        # (n_c, n_T, D, m, 5)
+        ens = fh["dynamics/ensemble"][:]                        # (n_c, n_T, D, m, 6)
         ens[~dyn_ok] = np.nan
         table4 = np.full((len(targets), ens.shape[-1]), np.nan)
         for j in range(len(targets)):
@@ -184,9 +234,11 @@ def summarize_into(path, cfg, plan) -> dict:
                          f"{cfg.analyze.subensemble_size * cfg.analyze.subensembles}")
         else:
             head["table4"] = {f"{t:g}": [_f(v) for v in table4[j]] for j, t in enumerate(targets)}
+            head["table4_columns"] = str(fh.attrs.get("ensemble_columns", "")).split(",")
 
         # -- Fig. 6, supplement Table S2: pairwise correlations over test samples -----------
-        a_pairs = int(np.flatnonzero(xis == cfg.analyze.xi_pairs)[0])
+        xi_pairs = float(fh.attrs.get("xi_pairs", cfg.analyze.xi_pairs))
+        a_pairs = int(np.flatnonzero(xis == xi_pairs)[0])
         correct = fh["samples/correct"][:]
         keep = correct != 0                                      # -1 (no CNN) counts as kept
         S["n_misclassified"] = (correct == 0).sum(axis=0)
@@ -201,7 +253,7 @@ def summarize_into(path, cfg, plan) -> dict:
             S[f"pairs_{method}"].attrs["columns"] = ",".join(STATS)
         pear = fh["samples/pearson"][:, :, a_pairs]
         S["n_constant"] = (np.isnan(pear) & keep[:, :, None]).sum(axis=0)
-        S.attrs["xi_pairs"] = cfg.analyze.xi_pairs
+        S.attrs["xi_pairs"] = xi_pairs
         head["pairs_glass_mean"] = {name: _f(S["pairs_pearson"][1, p, 1])
                                     for p, name in enumerate(PAIR_NAMES)}
         head["n_misclassified"] = {"liquid": int(S["n_misclassified"][0]),
@@ -220,10 +272,20 @@ def summarize_into(path, cfg, plan) -> dict:
                     for q in cols:
                         mean[cls, :, q] = (np.nanmean(C[keep[:, cls], cls, :, q], axis=0)
                                            if keep[:, cls].any() else np.nan)
-            zero = np.array([[crossing(r, mean[cls, :, q], 0.0)[0]
-                              for q in range(mean.shape[-1])] for cls in range(2)])
-            S[f"{name}_mean"], S[key] = mean, zero
+            found = [[crossing(r, mean[cls, :, q], 0.0) for q in range(mean.shape[-1])]
+                     for cls in range(2)]
+            zero = np.array([[v for v, _ in row] for row in found])
+            shell = np.array([[int(f and np.isfinite(v)) for v, f in row] for row in found],
+                             dtype=np.int8)
+            S[f"{name}_mean"], S[key], S[f"{key}_first_shell"] = mean, zero, shell
         head["r_zero_glass"] = {n: _f(S["r_zero"][1, x]) for x, n in enumerate(INDICATORS)}
+        shallow_r = [n for x, n in enumerate(INDICATORS) if S["r_zero_first_shell"][1, x]
+                     and (plan.have_gamma or n != "gamma")]
+        head["r_zero_glass_first_shell"] = shallow_r
+        for n in shallow_r:
+            notes.append(f"C(r) of {n} (glass) is <= 0 already at the first pair distance: its "
+                         f"r where C = 0 ({S['r_zero'][1, INDICATORS.index(n)]:.3g}) is an "
+                         "upper bound, not a correlation length")
         if plan.have_gamma and plan.n_layers:
             head["r_gamma_by_layer"] = [_f(v) for v in S["r_zero_layers"][1]]
 
@@ -247,13 +309,31 @@ def summarize_into(path, cfg, plan) -> dict:
     return head
 
 
-def _curve_max(delta: np.ndarray, C: np.ndarray) -> tuple[float, float]:
-    """C^max and delta* over the recorded times (those after an ensemble stopped, NaN in
-    both, are left out)."""
-    ok = np.isfinite(delta)
-    if not ok.any():
-        return float("nan"), float("nan")
-    return curve_max(delta[ok], C[ok])
+def _pool(delta: np.ndarray, corr: np.ndarray, n_X: int, m: int):
+    """Curves of every temperature pooled over configurations at common delta.
+
+    Args:
+        delta: (n_c, n_T, d_t) delta(t) per ensemble (NaN: not recorded / not analysed).
+        corr: (n_c, n_T, d_t, X, m) C_{X,Delta} at each record.
+
+    Returns:
+        curves (X, m, n_T, G), their spread over configurations (X, m, n_T, G), the grid
+        (n_T, G) and the configurations pooled per temperature (n_T,); each temperature's
+        grid (:func:`~glasscam_mpi.analysis.pooling.common_log_grid`) padded with NaN to
+        the longest, G.
+    """
+    n_T = delta.shape[1]
+    pooled = [pool_at_common_delta(delta[:, k], corr[:, k]) for k in range(n_T)]
+    G = max([1] + [len(p[0]) for p in pooled])
+    curves = np.full((n_X, m, n_T, G), np.nan)
+    spread = np.full((n_X, m, n_T, G), np.nan)
+    grid = np.full((n_T, G), np.nan)
+    for k, (g, mean, std, _) in enumerate(pooled):
+        grid[k, :len(g)] = g
+        curves[:, :, k, :len(g)] = mean.transpose(1, 2, 0)
+        spread[:, :, k, :len(g)] = std.transpose(1, 2, 0)
+    n_pooled = np.isfinite(delta).any(axis=-1).sum(axis=0).astype(np.int64)
+    return curves, spread, grid, n_pooled
 
 
 def _sibling(fh, stage: str):
@@ -267,9 +347,18 @@ def _t_star(fh, cfg) -> dict:
     """T* used for the replica temperatures, its source, the estimate and the paper's."""
     with _sibling(fh, "propensity") as prop:
         a = prop.attrs
-        return {"used": _f(a["T_star"]), "source": str(a["T_star_source"]),
-                "estimate": _f(a.get("T_star_estimate", np.nan)),
-                "paper": cfg.sys.T_star_paper}
+        out = {"used": _f(a["T_star"]), "source": str(a["T_star_source"]),
+               "estimate": _f(a.get("T_star_estimate", np.nan)),
+               "paper": cfg.sys.T_star_paper}
+    if out["estimate"] is None:  # older propensity files of absolute temperatures: none kept
+        from glasscam_mpi.stages.prepare import estimate_t_star_of
+
+        try:
+            out["estimate"] = _f(estimate_t_star_of(Path(fh.filename).with_name("prepare.h5"),
+                                                    cfg).T_star)
+        except (ValueError, OSError, KeyError) as exc:
+            out["estimate_why"] = str(exc)
+    return out
 
 
 def _targets(fh, plan) -> np.ndarray:
@@ -295,9 +384,10 @@ def _xi_delta(cfg, targets, xi_used, xis, notes) -> tuple[float, str]:
                 notes.append(f"xi_Delta taken at delta = {targets[j]:g}, the reached target "
                              f"closest to delta_ref = {a.delta_ref:g}")
             return float(xi_used[j]), f"C_Delta 1/e length at delta = {targets[j]:g}"
-    fallback = float(a.xi_pairs)
-    notes.append(f"no delta target reached: xi_Delta = xi_pairs = {fallback:g} for the "
-                 "indicator-propensity correlations")
+    positive = xis[xis > 0]
+    fallback = float(a.xi_pairs) if a.xi_pairs != "auto" else float(positive.max())
+    notes.append(f"no delta target reached: xi_Delta = {fallback:g} (xi_pairs, or the largest "
+                 "xi of the scan) for the indicator-propensity correlations")
     return fallback, "fallback (no delta target reached)"
 
 

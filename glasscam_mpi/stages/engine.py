@@ -29,7 +29,7 @@ from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.parallel import (Outcome, Progress, TaskFarm, TaskGroups, bcast_from_root,
                                    injected)
 from glasscam_mpi.rundir import RunDir
-from glasscam_mpi.store import RowSpec, write_stage_file
+from glasscam_mpi.store import RowSpec, check_schema, write_stage_file
 from glasscam_mpi.walltime import NotFinished, stopping
 
 
@@ -309,6 +309,7 @@ class FarmStage:
 
             try:
                 with h5py.File(path, "r") as fh:
+                    check_schema(fh, self.name)
                     status = fh["status"][:]
                     out["complete"] = True
                     out["tasks"] = {"total": len(status), "done": int((status == 1).sum()),
@@ -317,6 +318,8 @@ class FarmStage:
                     if self.headline is not None:
                         out.update(self.headline(fh, cfg, rd))
                 return out
+            except ConfigError as exc:  # a schema this version cannot read
+                out["error"] = str(exc)
             except (OSError, KeyError) as exc:
                 out["error"] = (f"{path.name} is damaged ({exc}); rerun 'glasscam {self.name} "
                                 f"--run-dir {rd.path}' to rebuild it from its task shards")

@@ -77,19 +77,36 @@ def configured_t_star(cfg: Config) -> float | None:
     return None if value in ("estimate", 0.0) else float(value)
 
 
-def t_star_of(cfg: Config, rd: RunDir) -> tuple[float, str, float]:
-    """(T* used, its source, the cooling-curve estimate or NaN)."""
+def t_star_estimate(cfg: Config, rd: RunDir) -> tuple[float, str]:
+    """(T* estimated from the cooling curves of prepare.h5, or NaN; why there is none)."""
     try:
-        estimate = estimate_t_star_of(rd.stage_file("prepare"), cfg).T_star
-        why = ""
+        return float(estimate_t_star_of(rd.stage_file("prepare"), cfg).T_star), ""
     except ValueError as exc:
-        estimate, why = float("nan"), str(exc)
+        return float("nan"), str(exc)
+
+
+def t_star_of(cfg: Config, rd: RunDir) -> tuple[float, str, float]:
+    """(T* used, its source, the cooling-curve estimate or NaN). The estimate is made
+    whatever the temperature unit, so it is always reported beside the T* used."""
+    estimate, why = t_star_estimate(cfg, rd)
+    if cfg.propensity.temperature_unit != "T_star":
+        used = configured_t_star(cfg)
+        return (float("nan"), "none", estimate) if used is None else (used, "config", estimate)
     if configured_t_star(cfg) is not None:
         return configured_t_star(cfg), "config", estimate
     if not math.isfinite(estimate):
         raise ConfigError(f"cannot estimate T* from the cooling curves ({why}); set "
                           "[propensity].T_star to a number or temperature_unit = \"absolute\"")
     return estimate, "estimate", estimate
+
+
+def t_star_words(plan) -> str:
+    """T* for the log: the one used and its source, and the cooling-curve estimate."""
+    est = (f"estimated {plan.T_star_estimate:.4g} from the cooling curves"
+           if math.isfinite(plan.T_star_estimate) else "no estimate from the cooling curves")
+    if plan.T_star_source == "none":
+        return f"absolute temperatures; T* {est}"
+    return f"T* = {plan.T_star:.4g} from {plan.T_star_source}; {est}"
 
 
 def min_replicas(cfg: Config) -> int:
@@ -129,12 +146,9 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
     with h5py.File(rd.stage_file("prepare"), "r") as fh:
         glass, types, box = fh["glass"][np.sort(configs)], fh["types"][np.sort(configs)], fh["box"][:]
     temps = np.array(q.temperatures, dtype=float)
-    T_star, source, estimate = float("nan"), "none", float("nan")
+    T_star, source, estimate = t_star_of(cfg, rd)
     if q.temperature_unit == "T_star":
-        T_star, source, estimate = t_star_of(cfg, rd)
         temps = temps * T_star
-    elif configured_t_star(cfg) is not None:
-        T_star, source = configured_t_star(cfg), "config"
     steps = log_times(cfg.prepare.timestep, q.t_max, q.n_times)
     if q.rounds > len(steps):
         raise ConfigError(f"[propensity].rounds = {q.rounds}: more than the {len(steps)} distinct "
@@ -222,7 +236,7 @@ def _farm(stage: FarmStage, comm, rd: RunDir, cfg: Config, plan: Plan, todo: lis
 
     if comm.Get_rank() == 0:
         print(f"propensity: {plan.shape[0]} config(s) x T = {np.round(plan.temps, 4).tolist()} "
-              f"(T* = {plan.T_star:.4g} from {plan.T_star_source}) x {q.n_replicas} replicas: "
+              f"({t_star_words(plan)}) x {q.n_replicas} replicas: "
               f"{len(todo)} tasks to do on {comm.Get_size()} rank(s)"
               f"{f' in groups of {q.ranks_per_task} per replica' if q.ranks_per_task > 1 else ''}"
               f", in {n_rounds} round(s) "
@@ -406,8 +420,15 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
                                  4).tolist(),
            "t_at_delta": {f"{x:g}": np.round(fh["t_at_delta"][:, :, j], 3).tolist()
                           for j, x in enumerate(fh["delta_targets"][:])}}
-    if "T_star_estimate" in fh.attrs:
-        out["T_star_estimate"] = float(fh.attrs["T_star_estimate"])
+    # the cooling-curve estimate, whatever the temperature unit (older files of absolute
+    # temperatures hold NaN: estimated here from prepare.h5)
+    estimate = float(fh.attrs.get("T_star_estimate", np.nan))
+    why = ""
+    if not math.isfinite(estimate):
+        estimate, why = t_star_estimate(cfg, rd)
+    out["T_star_estimate"] = estimate if math.isfinite(estimate) else None
+    if why:
+        out["T_star_estimate_why"] = why
     if "n_ok_replicas" in fh:
         n_ok, rep = fh["n_ok_replicas"][:], fh["reportable"][:]
         out["n_ok_replicas"] = n_ok.tolist()
