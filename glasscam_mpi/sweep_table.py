@@ -4,7 +4,9 @@ ensemble, and the spread over seeds; beside the Voronoi volume and Theta of the 
 Files, under ``PARENT/sweep/``:
 
     table.csv   variant, row (seed-<s>, ensemble, or mean / std / min / max over the
-                seeds), C_max_gamma, delta_star_gamma, xi_gamma, r_gamma (first zero of
+                seeds), C_max_gamma, C_max_gamma_std (its bootstrap std over replicas),
+                null_q95_gamma (95 % level of C^max with the Gamma field shifted at
+                random: C^max must exceed it), delta_star_gamma, xi_gamma, r_gamma (first zero of
                 C(r) of Gamma on the glass samples), acc_glass, acc_liquid (test accuracy;
                 the ensemble's from its mean glass probability), C_max_volume, C_max_theta,
                 status ("ok", or why the row is missing)
@@ -12,8 +14,8 @@ Files, under ``PARENT/sweep/``:
     sweep.png   C^max_Gamma,Delta per variant: each seed, the ensemble, and the volume's
                 and Theta's C^max as lines
 
-C^max, delta* and xi are the pooled (every temperature) Table 5 values of each sub-run's
-analysis.h5 at its xi_best; the columns are numbers only, nothing of timing or ranks, so
+C^max, delta* and xi are Table 5's "all T" values of each sub-run's analysis.h5 (the
+temperature with the largest C^max, at xi_best), with analyze's uncertainty and null level; the columns are numbers only, nothing of timing or ranks, so
 the files are the same whatever the rank count.
 """
 
@@ -28,8 +30,9 @@ import numpy as np
 
 from glasscam_mpi.learn.ensemble import SPREAD, spread
 
-COLUMNS = ("variant", "row", "C_max_gamma", "delta_star_gamma", "xi_gamma", "r_gamma",
-           "acc_glass", "acc_liquid", "C_max_volume", "C_max_theta", "status")
+COLUMNS = ("variant", "row", "C_max_gamma", "C_max_gamma_std", "null_q95_gamma",
+           "delta_star_gamma", "xi_gamma", "r_gamma", "acc_glass", "acc_liquid",
+           "C_max_volume", "C_max_theta", "status")
 NUMERIC = COLUMNS[2:-1]
 
 
@@ -51,6 +54,9 @@ def sub_run_row(sub: Path) -> dict:
         row.update(C_max_gamma=t5[0, -1, 0], delta_star_gamma=t5[0, -1, 1],
                    xi_gamma=t5[0, -1, 2], r_gamma=fh["summary/r_zero"][1, 0],
                    C_max_volume=t5[1, -1, 0], C_max_theta=t5[2, -1, 0])
+        if "summary/table5_uncertainty" in fh:   # bootstrap over replicas; shift null level
+            row["C_max_gamma_std"] = fh["summary/table5_uncertainty"][0, -1, 0]
+            row["null_q95_gamma"] = fh["summary/table5_null"][0, -1, 2]
     if rd.intact("train"):
         with h5py.File(rd.stage_file("train"), "r") as fh:
             row["acc_glass"], row["acc_liquid"] = (float(v) for v in fh["test_accuracy"][:])
@@ -94,11 +100,11 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_markdown(rows: list[dict], n_seeds: int) -> str:
-    head = ("| variant | run | C^max Γ,Δ | δ* | ξ_Γ | r_Γ | acc glass | acc liquid | "
-            "C^max Υ,Δ | C^max Θ,Δ | status |")
+    head = ("| variant | run | C^max Γ,Δ | ± (bootstrap) | null q95 | δ* | ξ_Γ | r_Γ | "
+            "acc glass | acc liquid | C^max Υ,Δ | C^max Θ,Δ | status |")
     lines = [f"Sweep: {n_seeds} seed(s) per variant; ensemble = the seeds' [0, 1]-normalised "
              "Γ averaged; spread = mean ± std [min, max] over the seeds.", "", head,
-             "|" + "---|" * 11]
+             "|" + "---|" * len(COLUMNS)]
     by_variant: dict[str, list[dict]] = {}
     for r in rows:
         by_variant.setdefault(r["variant"], []).append(r)

@@ -159,6 +159,11 @@ def test_the_table_and_each_seed_ensemble(swept):
         for s in range(2):
             with h5py.File(root / f"seed-{s}" / "analysis.h5", "r") as an:
                 np.testing.assert_allclose(members[s], an["summary/table5"][0], atol=1e-12)
+                for col, value in (("C_max_gamma_std", an["summary/table5_uncertainty"][0, -1, 0]),
+                                   ("null_q95_gamma", an["summary/table5_null"][0, -1, 2])):
+                    cell = mine[f"seed-{s}"][col]
+                    assert (float(cell) == pytest.approx(value, abs=1e-6)) if cell \
+                        else not np.isfinite(value)
             with h5py.File(root / f"seed-{s}" / "train.h5", "r") as tr:
                 acc = tr["test_accuracy"][:]
             assert float(mine[f"seed-{s}"]["acc_glass"]) == pytest.approx(acc[0], abs=1e-6)

@@ -12,6 +12,7 @@ from glasscam_mpi.report.plotting import FigureFile
 from glasscam_mpi.report.tables import Table
 
 COLUMNS = {"variant": "variant", "row": "run", "C_max_gamma": "C^max Γ,Δ",
+           "C_max_gamma_std": "± (bootstrap)", "null_q95_gamma": "null q95",
            "delta_star_gamma": "δ*", "xi_gamma": "ξ_Γ", "r_gamma": "r_Γ",
            "acc_glass": "test acc. glass", "acc_liquid": "test acc. liquid",
            "C_max_volume": "C^max Υ,Δ", "C_max_theta": "C^max Θ,Δ", "status": "status"}
@@ -34,8 +35,9 @@ def tables(run_dir: Path) -> list[Table]:
                   [[_cell(k, r[k]) for k in COLUMNS] for r in rows],
                   ["Each variant x seed is a sub-run sharing this run's prepare, indicators "
                    "and propensity files; 'ensemble' averages the seeds' [0, 1]-normalised Γ; "
-                   "mean / std / min / max are over the seeds. C^max, δ*, ξ pool every "
-                   "temperature (Table 5's last column); Υ and Θ are this run's.",
+                   "mean / std / min / max are over the seeds. C^max, δ*, ξ are Table 5's 'all "
+                   "T' values, with their bootstrap std and the shift null level; Υ and Θ "
+                   "are this run's.",
                    f"Files: {path.parent}/table.md, table.csv, sweep.png."])]
 
 
