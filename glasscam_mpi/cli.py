@@ -6,6 +6,7 @@
     mpiexec -n K glasscam run --preset demo --run-dir DIR     (every stage, in order)
     glasscam submit prepare --profile local --preset demo --run-dir DIR   (Slurm, afterok)
     glasscam plan --preset paper-kam --profile generic         (cost per stage, before submitting)
+    mpiexec -n K glasscam sweep --run-dir DIR --variants V.toml [--seeds 3]   (CNN variants)
     glasscam status DIR                  (its Slurm jobs and stage progress)
     glasscam cancel DIR                  (scancel every job of the run directory not ended)
     glasscam config --preset paper-kam --set prepare.n_runs=100   (show the resolved config)
@@ -78,6 +79,29 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stage already complete is skipped, an unfinished one resumed.")
     p.add_argument("--run-dir", required=True, help="run directory (created if new)")
     _config_args(p)
+
+    p = sub.add_parser("sweep", help="CNN variants x seeds on one prepared run, and each "
+                                     "variant's seed ensemble: one table",
+                       description="Train, Grad-CAM and analyze every [train]/[gradcam] variant "
+                                   "of a variants file, for --seeds seeds each, in sub-run "
+                                   "directories DIR/sweep/<variant>/seed-<s>/ that share DIR's "
+                                   "prepare.h5, indicators.h5 and propensity.h5 (symbolic "
+                                   "links, read-only); then each variant's seed ensemble. Sub-"
+                                   "runs are farmed over the MPI ranks, each on one rank (the "
+                                   "results do not depend on the rank count). Rerunning resumes. "
+                                   "Writes DIR/sweep/table.md, table.csv and sweep.png.")
+    p.add_argument("--run-dir", required=True,
+                   help="the parent run directory (prepare, indicators, propensity complete)")
+    p.add_argument("--variants", required=True, metavar="FILE",
+                   help="TOML: [variants.NAME] tables of train.KEY / gradcam.KEY overrides, "
+                        "and optionally seeds = N")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds per variant (default: the file's seeds, else 3)")
+    p.add_argument("--submit", metavar="PROFILE", default=None,
+                   help="instead of running: render jobscripts/sweep.sbatch.j2 for this "
+                        "cluster profile into DIR/jobs/sweep.sbatch and sbatch it")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --submit: write and print the script, submit nothing")
 
     p = sub.add_parser("submit", help="write Slurm job scripts and submit them (afterok chain)",
                        description="Render jobscripts/<stage>.sbatch.j2 for a cluster profile, "
@@ -228,6 +252,37 @@ def _known_run_dir(path: str) -> Path:
     return Path(path)
 
 
+def _cmd_sweep(args, comm) -> int:
+    from glasscam_mpi.config import ConfigError
+    from glasscam_mpi.sweep import _check_parent, load_variants, run_sweep
+
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: allowed: an integer >= 1")
+    if args.submit is None:
+        run_sweep(comm, args.run_dir, args.variants, args.seeds)
+        return 0
+    if comm.Get_rank() != 0:
+        return 0
+    from glasscam_mpi.jobs import record_jobs
+    from glasscam_mpi.slurm import Slurm, load_profile, render
+
+    run_dir = Path(args.run_dir).resolve()
+    load_variants(args.variants, _check_parent(run_dir), args.seeds)  # refuse a bad file now
+    text = render("sweep", load_profile(args.submit), run_dir,
+                  extra={"variants": Path(args.variants).resolve(), "seeds": args.seeds})
+    path = run_dir / "jobs" / "sweep.sbatch"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    path.write_text(text)
+    if args.dry_run:
+        print(f"# ---- {path}\n{text}")
+        return 0
+    job = Slurm().submit(path)
+    record_jobs(run_dir, [{"stage": "sweep", "job": job, "script": path, "after": []}])
+    print(f"sweep: job {job}")
+    return 0
+
+
 def _cmd_status(args, comm) -> int:
     from glasscam_mpi.jobs import format_status, status
 
@@ -299,7 +354,7 @@ def _cmd_env(args, comm) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "submit": _cmd_submit, "plan": _cmd_plan, "info": _cmd_info,
+COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "submit": _cmd_submit, "plan": _cmd_plan, "info": _cmd_info,
             "status": _cmd_status, "cancel": _cmd_cancel, "resubmit": _cmd_resubmit,
             "config": _cmd_config, "env": _cmd_env}
 

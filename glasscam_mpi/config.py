@@ -28,10 +28,11 @@ class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type, or out of range."""
 
 
-def _f(default, lo=None, hi=None, *, lo_open=False, choices=None, doc=""):
-    """A config field with its allowed range (inclusive unless lo_open) or choices."""
+def _f(default, lo=None, hi=None, *, lo_open=False, choices=None, doc="", empty=False):
+    """A config field with its allowed range (inclusive unless lo_open) or choices; a list
+    field may be empty only with ``empty``."""
     return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open,
-                                            "choices": choices, "doc": doc})
+                                            "choices": choices, "doc": doc, "empty": empty})
 
 
 LAMMPS_STYLE_DOC = ("LAMMPS styles: omp = the OPENMP variants (-sf omp) on one thread per "
@@ -69,6 +70,12 @@ class PrepareSection:
                              doc="MPI ranks that run one cooling run together (LAMMPS domain "
                                  "decomposition); the job's rank count must be a multiple")
     lammps_style: str = _f("omp", choices=("omp", "plain"), doc=LAMMPS_STYLE_DOC)
+    extra_snapshots: tuple[float, ...] = _f((), 0.0, 100.0, lo_open=True, empty=True,
+                                            doc="more snapshots kept per run, at these target "
+                                                "temperatures of the ramp (T_glass < T < "
+                                                "T_high): prepare.h5 'snapshots' (n, S, N, d), "
+                                                "'snapshot_T'; [train].liquid_snapshot picks one "
+                                                "as the liquid class")
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,19 @@ class TrainSection:
     amp: bool = _f(False, doc="mixed precision (bfloat16 autocast) on CUDA")
     check_sync: bool = _f(False, doc="verify after every step that all ranks hold identical "
                                      "parameters (slow; for tests)")
+    ensemble: int = _f(1, 1, 256, doc="networks trained that differ only in their seed (a seed "
+                                      "ensemble); Grad-CAM averages their [0, 1]-normalised "
+                                      "Gamma; 1 = one network (train/best.pt); member m >= 1 "
+                                      "is kept in train/member-<m>/")
+    seed: int = _f(0, 0, 10**9, doc="network index of the first network: network j trains "
+                                    "from a seed derived from [run].seed and j (j = 0: "
+                                    "[run].seed itself); members take seed, seed + 1, ...")
+    train_runs: int = _f(0, 0, 10**7, doc="training runs used (the first of the train split); "
+                                          "0 = all")
+    liquid_snapshot: float = _f(0.0, 0.0, 100.0,
+                                doc="temperature of the liquid class the CNN learns (train, "
+                                    "validation, test): 0 = the liquid sample at T_liquid; "
+                                    "else one of [prepare].extra_snapshots")
 
 
 @dataclass(frozen=True)
@@ -255,7 +275,7 @@ def _check_value(section: str, key: str, value: Any, type_name: str, meta) -> An
     if type_name in ("tuple[float, ...]", "tuple[int, ...]"):
         item = type_name[6:-6]
         where = f"[{section}].{key} = {value!r}"
-        if not isinstance(value, (list, tuple)) or not value:
+        if not isinstance(value, (list, tuple)) or (not value and not meta.get("empty")):
             raise ConfigError(f"{where}: expected a non-empty list of {item}s, e.g. "
                               + ("[1.0, 1.5]" if item == "float" else "[16, 32, 64]"))
         return tuple(_check_value(section, f"{key}[{i}]", v, item, meta)
@@ -354,6 +374,16 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"temperatures must satisfy T_glass < T_liquid < T_high, got "
                           f"{cfg.T_glass} / {cfg.T_liquid} / {p.T_high} "
                           f"([prepare].T_glass / T_liquid / T_high; 0 means the system's value)")
+    extra = list(p.extra_snapshots)
+    bad = [T for T in extra if not cfg.T_glass < T < p.T_high]
+    if bad or len(set(extra)) != len(extra):
+        raise ConfigError(f"[prepare].extra_snapshots = {extra}: allowed: distinct temperatures "
+                          f"between T_glass = {cfg.T_glass} and T_high = {p.T_high} (exclusive)")
+    ls = cfg.train.liquid_snapshot
+    if ls and ls not in extra:
+        raise ConfigError(f"[train].liquid_snapshot = {ls}: allowed: 0 (the liquid sample at "
+                          f"T_liquid = {cfg.T_liquid}) or one of [prepare].extra_snapshots = "
+                          f"{extra} (snapshots prepare keeps)")
     q = cfg.propensity
     if list(q.delta_targets) != sorted(set(q.delta_targets)):
         raise ConfigError(f"[propensity].delta_targets = {list(q.delta_targets)}: must be "

@@ -371,20 +371,22 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates,
     # train (data-parallel over the profile's GPUs, else its ranks; linear scaling assumed)
     gpus = profile.nodes * profile.gpus_per_node
     workers = gpus or ranks
-    n_train_s, n_val_s = 2 * n_train, 2 * n_val
+    n_train_s, n_val_s = 2 * (min(n_train, t.train_runs) if t.train_runs else n_train), 2 * n_val
     epoch_s = n_train_s / learn.train_samples_per_s + n_val_s / learn.eval_samples_per_s
     grid_once_s = (n_train_s + n_val_s) / learn.grid_samples_per_s
-    train_s = t.epochs * epoch_s + grid_once_s
+    k_ens = t.ensemble  # a seed ensemble trains k networks one after the other
+    train_s = k_ens * (t.epochs * epoch_s + grid_once_s)
     grid_set = n_train_s * int(np.prod((S,) + (cfg.n_grid,) * d)) * 4
     per_node = profile.ntasks_per_node if t.shared_grids else 1
     wall = train_s / workers
     windows = max(1, math.ceil(wall / window_s))
     stages["train"] = StageCost(
-        "train", t.epochs, epoch_s, 0.0 if gpus else train_s / 3600,
+        "train", k_ens * t.epochs, epoch_s, 0.0 if gpus else train_s / 3600,
         train_s / 3600 if gpus else 0.0, wall / 3600,
-        _model_bytes(cfg) * 3, md.memory_bytes + grid_set // per_node, windows, windows,
+        _model_bytes(cfg) * 3 * t.ensemble, md.memory_bytes + grid_set // per_node, windows, windows,
         f"{learn.source}: {learn.train_samples_per_s:.1f} samples/s on one "
-        f"{learn.device} worker; {t.epochs} epochs of {n_train_s} samples; linear "
+        f"{learn.device} worker; {t.epochs} epochs of {n_train_s} samples"
+        + (f" for each of {k_ens} ensemble members" if k_ens > 1 else "") + "; linear "
         f"scaling over {workers} {'GPUs' if gpus else 'ranks'} assumed",
         f"training grids {_gib(grid_set)} ({n_train_s} x {S} x {cfg.n_grid}^{d} float32), held "
         + ("once per node in shared memory" if t.shared_grids else "on every rank")
@@ -398,15 +400,17 @@ def make_plan(cfg: Config, profile, md: MDRates, learn: LearnRates,
 
     # gradcam: every test run, liquid and glass
     n_cam = 2 * n_test
-    cam_s = n_cam / learn.gradcam_samples_per_s
-    cam_rows = gradcam_stage.stage.rows(cfg, SimpleNamespace(spec={"channels": t.channels}))
+    cam_s = k_ens * n_cam / learn.gradcam_samples_per_s  # every member explains every sample
+    cam_rows = gradcam_stage.stage.rows(cfg, SimpleNamespace(spec={"channels": t.channels},
+                                                             members=(None,) * k_ens))
     wall = cam_s / workers
     windows = max(1, math.ceil(wall / window_s))
     stages["gradcam"] = StageCost(
         "gradcam", n_test, cam_s / max(n_test, 1), 0.0 if gpus else cam_s / 3600,
         cam_s / 3600 if gpus else 0.0, wall / 3600, n_test * rows_bytes(cam_rows),
         md.memory_bytes + cfg.gradcam.batch_size * int(np.prod((S,) + (cfg.n_grid,) * d)) * 4 * 4,
-        windows, windows, f"{learn.source}: {learn.gradcam_samples_per_s:.1f} samples/s")
+        windows, windows, f"{learn.source}: {learn.gradcam_samples_per_s:.1f} samples/s"
+        + (f" per member, x {k_ens} members" if k_ens > 1 else ""))
 
     # indicators: Voronoi volume and Theta of the calibration's glass
     from glasscam_mpi.stages.indicators import indicator_fields

@@ -50,9 +50,12 @@ from glasscam_mpi.walltime import EXIT_NOT_FINISHED
 ROOT = Path(__file__).resolve().parents[1]
 JOBSCRIPTS = ROOT / "jobscripts"
 PROFILES = ROOT / "hpc" / "profiles"
-GPU_STAGES = frozenset({"train", "gradcam"})
+GPU_STAGES = frozenset({"train", "gradcam", "sweep"})
 # Stages that stop on the walltime warning and continue in a new job (task farms)
 CONTINUED_STAGES = frozenset({"prepare", "gradcam", "indicators", "propensity", "analyze"})
+# Commands with a job script that are not stages of the afterok chain ('glasscam submit'
+# does not take them; each submits itself, with its own arguments)
+COMMANDS = frozenset({"sweep"})
 
 
 class SlurmError(RuntimeError):
@@ -173,7 +176,7 @@ def shell_words(value) -> str:
 def stages_with_scripts() -> list[str]:
     """The stages that have a job script (``jobscripts/<stage>.sbatch.j2``)."""
     return sorted(p.name.split(".")[0] for p in JOBSCRIPTS.glob("*.sbatch.j2")
-                  if not p.name.startswith("base"))
+                  if not p.name.startswith("base") and p.name.split(".")[0] not in COMMANDS)
 
 
 def check_directive_path(what: str, path: Path | str) -> None:
@@ -189,7 +192,7 @@ def check_directive_path(what: str, path: Path | str) -> None:
 
 def render(stage: str, profile: Profile, run_dir: Path | str, *,
            glasscam: str | Sequence[str] | None = None,
-           workdir: Path | str | None = None) -> str:
+           workdir: Path | str | None = None, extra: dict | None = None) -> str:
     """The sbatch script of ``stage`` for ``profile``.
 
     ``glasscam`` is the command that runs glasscam: the path of an executable, or a list
@@ -200,8 +203,18 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
     import jinja2
 
     known = stages_with_scripts()
-    if stage not in known:
+    extra = dict(extra or {})
+    if stage not in known and stage not in COMMANDS:
         raise ConfigError(f"no job script for stage {stage!r}; stages with scripts: {', '.join(known)}")
+    if stage == "sweep":  # a command with its own arguments, not a stage of the chain
+        if "variants" not in extra:
+            raise ConfigError("the sweep's job script needs its variants file: submit it with "
+                              "'glasscam sweep --run-dir DIR --variants FILE --submit PROFILE'")
+        if _CONTROL.search(str(extra["variants"])):
+            raise ConfigError(f"variants file {str(extra['variants'])!r} cannot go into a job "
+                              "script: allowed: any character but control characters "
+                              "(newline, tab, ...); rename it")
+        extra.setdefault("seeds", None)
     check_profile(profile)
     run_dir = Path(run_dir).resolve()
     check_directive_path("run directory", run_dir)
@@ -224,7 +237,7 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
         job_name=f"glasscam-{stage}", log=log, launcher=shlex.split(profile.launcher),
         glasscam=list(glasscam), workdir=Path(workdir or run_dir).resolve(),
         continued=stage in CONTINUED_STAGES and profile.signal_lead > 0,
-        not_finished=EXIT_NOT_FINISHED)
+        not_finished=EXIT_NOT_FINISHED, **extra)
 
 
 Runner = Callable[..., subprocess.CompletedProcess]

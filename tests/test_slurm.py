@@ -560,3 +560,33 @@ def test_submit_refuses_ranks_per_task_that_do_not_divide_the_job(tiny_config, t
     ok = glasscam(["submit", "prepare", "--dry-run", "--config", str(tiny_config),
                    "--set", "prepare.ranks_per_task=2", "--run-dir", str(tmp_path / "ok")])
     assert "prepare --run-dir" in ok.stdout
+
+
+# -- glasscam sweep's job script (a command with its own arguments, not a chain stage) --------
+def test_sweep_script_matches_golden_file():
+    text = render("sweep", load_profile("generic"), "/scratch/kam", glasscam=EXE,
+                  extra={"variants": "/scratch/kam/variants.toml", "seeds": 3})
+    assert text.encode() == (GOLDEN / "sweep.generic.sbatch").read_bytes()
+    assert "#SBATCH --gpus-per-node=4" in text  # the sub-runs train and explain on the GPUs
+    assert "--signal" not in text                # resumed by resubmitting, not continued
+
+
+def test_sweep_script_quotes_its_variants_file_and_run_dir(tmp_path):
+    run_dir, variants = tmp_path / HOSTILE, tmp_path / f"v {HOSTILE}.toml"
+    exe = ["/opt/my tools/python", "-m", "glasscam_mpi.cli"]
+    text = render("sweep", load_profile("local"), run_dir, glasscam=exe,
+                  extra={"variants": variants, "seeds": None})
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    command = next(x for x in text.splitlines() if x.endswith(" || status=$?"))
+    assert _bash_words(command.removesuffix(" || status=$?")) == [
+        "srun", "--mpi=pmi2", *exe, "sweep", "--run-dir", str(run_dir), "--variants",
+        str(variants)]  # no --seeds: the variants file's (or 3)
+    assert list(tmp_path.iterdir()) == [script]
+
+
+def test_sweep_is_not_a_chain_stage_and_needs_its_variants_file():
+    assert "sweep" not in stages_with_scripts()
+    with pytest.raises(ConfigError, match="glasscam sweep --run-dir DIR --variants FILE"):
+        render("sweep", load_profile("local"), "/scratch/kam")

@@ -65,22 +65,47 @@ class Split:
         return len(self.labels)
 
 
-def load_split(prepare_h5: Path | str, name: str, positions: bool = True) -> Split:
+def liquid_positions(fh, rows, liquid_T: float = 0.0) -> np.ndarray:
+    """Positions of the liquid class of runs ``rows`` (increasing) of an open prepare.h5:
+    the ``liquid`` sample at T_liquid (``liquid_T`` = 0), or the stored snapshot at
+    ``liquid_T`` (``[train].liquid_snapshot``; ConfigError if prepare.h5 has none there)."""
+    if not liquid_T:
+        return fh["liquid"][rows]
+    temps = fh["snapshot_T"][:] if "snapshot_T" in fh else np.zeros(0)
+    hit = np.flatnonzero(np.isclose(temps, liquid_T, rtol=0.0, atol=1e-9))
+    if not hit.size:
+        raise ConfigError(f"[train].liquid_snapshot = {liquid_T}: {fh.filename} keeps no "
+                          f"snapshot at that temperature (snapshot_T = {temps.tolist()}); "
+                          "allowed: 0 or one of those; prepare with [prepare].extra_snapshots "
+                          "naming it")
+    return fh["snapshots"][rows, int(hit[0])]
+
+
+def load_split(prepare_h5: Path | str, name: str, positions: bool = True,
+               max_runs: int = 0, liquid_T: float = 0.0) -> Split:
     """Both classes of every ok run of split ``name``; refuses an empty or one-class split.
 
     ``positions=False`` reads the labels and run indices only (positions and types None):
     a feed that grids on the fly reads the positions itself, in chunks, onto its device.
+    ``max_runs`` > 0 keeps the first ``max_runs`` ok runs of the split only
+    (``[train].train_runs``). ``liquid_T``: the liquid class's snapshot
+    (:func:`liquid_positions`).
     """
     import h5py
 
     with h5py.File(prepare_h5, "r") as fh:
         runs = np.flatnonzero((fh["split"][:] == SPLITS[name]) & (fh["status"][:] == 1))
+        if max_runs:
+            runs = runs[:max_runs]
         if len(runs) == 0:
             raise ConfigError(f"the {name} split of {prepare_h5} has no ok runs; raise "
                               "[prepare].n_runs or the split fractions")
         box = fh["box"][:]
         if positions:
-            liquid, glass, types = fh["liquid"][runs], fh["glass"][runs], fh["types"][runs]
+            liquid, glass, types = (liquid_positions(fh, runs, liquid_T), fh["glass"][runs],
+                                    fh["types"][runs])
+        elif liquid_T:
+            liquid_positions(fh, runs[:1], liquid_T)  # refuse a missing snapshot now
     n = len(runs)
     labels = np.concatenate([np.full(n, LIQUID), np.full(n, GLASS)]).astype(np.int64)
     if len(set(labels.tolist())) < 2:  # pragma: no cover - both classes come from every run

@@ -29,9 +29,25 @@ class BackendError(RuntimeError):
     """A backend is not usable here (not installed, wrong launch, ...)."""
 
 
+# A process that runs a whole sub-run alone on COMM_SELF (glasscam sweep) picks its GPU by
+# its rank in the job's node, set here once, not by its rank in COMM_SELF (always 0)
+_JOB_LOCAL_RANK: int | None = None
+
+
+def use_job_local_rank(comm) -> None:
+    """Make a later single-rank :func:`local_rank` answer this process's node-local rank
+    in ``comm`` (the job), so sub-runs on one rank each spread over the node's GPUs."""
+    global _JOB_LOCAL_RANK
+    _JOB_LOCAL_RANK = None
+    _JOB_LOCAL_RANK = local_rank(comm)
+
+
 def local_rank(comm) -> int:
     """This rank's index among the ranks on its node (for picking a GPU)."""
     from mpi4py import MPI
+
+    if _JOB_LOCAL_RANK is not None and comm.Get_size() == 1:
+        return _JOB_LOCAL_RANK
 
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:

@@ -116,9 +116,13 @@ class PositionFeed:
     """Grid on the fly: positions and species on the device, each batch gridded there."""
 
     def __init__(self, prepare_h5, runs: np.ndarray, classes: np.ndarray, gspec, box,
-                 device: torch.device, dtype=torch.float32, chunk: int = 256):
+                 device: torch.device, dtype=torch.float32, chunk: int = 256,
+                 liquid_T: float = 0.0):
         """Samples (run ``runs[i]``, class ``classes[i]``: 0 liquid, 1 glass) of prepare.h5,
-        read in chunks of ``chunk`` samples straight into device memory."""
+        read in chunks of ``chunk`` samples straight into device memory; the liquid class
+        from the snapshot at ``liquid_T`` (:func:`~glasscam_mpi.learn.data.liquid_positions`)."""
+        from glasscam_mpi.learn.data import liquid_positions
+
         import h5py
 
         from glasscam_mpi.learn.torchgrid import to_grid_torch
@@ -146,7 +150,8 @@ class PositionFeed:
                     order = np.argsort(rows)  # h5py reads increasing indices
                     back = np.empty_like(order)
                     back[order] = np.arange(len(order))
-                    pos = fh[names[c]][rows[order]][back]
+                    pos = (liquid_positions(fh, rows[order], liquid_T) if c == 0
+                           else fh[names[c]][rows[order]])[back]
                     typ = fh["types"][rows[order]][back]
                     dst = torch.as_tensor(lo + sel, device=device)
                     self.positions[dst] = torch.as_tensor(pos, dtype=dtype).to(device)

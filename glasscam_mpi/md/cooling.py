@@ -28,16 +28,23 @@ class CoolingPlan:
     n_liquid: int          # ramp step where the target temperature passes T_L
     n_total: int           # ramp steps T_high -> T_G
     sample_steps: tuple[int, ...]  # ramp steps where (T, U) are recorded; include n_liquid, n_total
+    snapshot_steps: tuple[int, ...] = ()  # ramp steps of the extra snapshots (in sample_steps)
 
     @classmethod
     def make(cls, *, timestep: float, t_equilibrate: float, T_high: float, T_liquid: float,
-             T_glass: float, cooling_rate: float, energy_samples: int) -> "CoolingPlan":
+             T_glass: float, cooling_rate: float, energy_samples: int,
+             extra_snapshots: tuple[float, ...] = ()) -> "CoolingPlan":
         per_unit = 1.0 / (cooling_rate * timestep)  # steps per unit of temperature
+
+        def step_at(T: float) -> int:  # where the target temperature passes T
+            return min(n_total - 1, max(1, int(round((T_high - T) * per_unit))))
+
         n_total = max(2, int(round((T_high - T_glass) * per_unit)))
-        n_liquid = min(n_total - 1, max(1, int(round((T_high - T_liquid) * per_unit))))
+        n_liquid = step_at(T_liquid)
+        snaps = tuple(step_at(T) for T in extra_snapshots)
         grid = np.unique(np.round(np.linspace(0, n_total, energy_samples)).astype(int))
-        samples = tuple(int(s) for s in np.union1d(grid, [n_liquid, n_total]))
-        return cls(int(round(t_equilibrate / timestep)), n_liquid, n_total, samples)
+        samples = tuple(int(s) for s in np.union1d(grid, [n_liquid, n_total, *snaps]))
+        return cls(int(round(t_equilibrate / timestep)), n_liquid, n_total, samples, snaps)
 
     def target_temperature(self, T_high: float, T_glass: float) -> np.ndarray:
         """Thermostat target at each sample step (LAMMPS ramps linearly in steps)."""
@@ -137,6 +144,7 @@ class CoolingResult:
     glass: np.ndarray          # (N, d) positions at T_G
     T: np.ndarray              # (n_samples,) instantaneous temperature
     pe: np.ndarray             # (n_samples,) potential energy per particle
+    snapshots: np.ndarray | None = None  # (S, N, d) at the plan's snapshot_steps (S > 0)
 
 
 def run_cooling(system: System, n_particles: int, plan: CoolingPlan, *,
@@ -168,11 +176,14 @@ def run_cooling(system: System, n_particles: int, plan: CoolingPlan, *,
         T = np.empty(len(samples))
         pe = np.empty(len(samples))
         liquid = None
+        snaps: dict[int, np.ndarray] = {}
         for step, line in ramp_chunks(plan):
             commands(lmp, [line])
             if step not in samples:
                 continue
             pe[samples[step]], T[samples[step]] = thermo(lmp, "pe", "temp")
+            if step in plan.snapshot_steps:
+                snaps[step] = snapshot(lmp, system.dim)["positions"]
             if step == plan.n_liquid:
                 liquid = snapshot(lmp, system.dim)["positions"]
                 if inject_fault:
@@ -180,4 +191,6 @@ def run_cooling(system: System, n_particles: int, plan: CoolingPlan, *,
         final = snapshot(lmp, system.dim)
     assert liquid is not None  # n_liquid is always among the sample steps
     return CoolingResult(box=final["box"], types=final["types"], liquid=liquid,
-                         glass=final["positions"], T=T, pe=pe)
+                         glass=final["positions"], T=T, pe=pe,
+                         snapshots=(np.stack([snaps[s] for s in plan.snapshot_steps])
+                                    if plan.snapshot_steps else None))

@@ -7,7 +7,8 @@
 
 Modules, one idea each: :mod:`.data` (read the stage files once), :mod:`.tables`,
 :mod:`.figures` (curves), :mod:`.maps` (per-particle maps), :mod:`.ensemble` (Fig. 4's
-sub-ensemble fields, the one thing computed here), :mod:`.page` (HTML and Markdown).
+sub-ensemble fields, the one thing computed here), :mod:`.sweep` (a ``glasscam sweep``'s
+table and figure, when the run has one), :mod:`.page` (HTML and Markdown).
 The report reads files and makes pictures; it does not redo the analysis.
 """
 
@@ -29,7 +30,7 @@ def report_dir(rd: RunDir) -> Path:
 def render(rd: RunDir, cfg: Config) -> dict:
     """Write ``RUN_DIR/report/`` from scratch; returns what was written (paths relative to
     the run directory) and the figures left out with why."""
-    from glasscam_mpi.report import data, figures, maps, page, tables
+    from glasscam_mpi.report import data, figures, maps, page, sweep, tables
 
     d = data.load(rd, cfg)
     out = report_dir(rd)
@@ -38,7 +39,7 @@ def render(rd: RunDir, cfg: Config) -> dict:
         shutil.rmtree(tmp)
     (tmp / "tables").mkdir(parents=True)
     (tmp / "figures").mkdir()
-    built = tables.build(d)
+    built = tables.build(d) + sweep.tables(rd.path)
     warning = tables.warning(d)
     head = f"{d.scale.label}\n\n" + (f"> **⚠ {warning}**\n\n" if warning else "")
     for t in built:
@@ -49,7 +50,7 @@ def render(rd: RunDir, cfg: Config) -> dict:
              maps.ensemble_maps(d, fig_dir), figures.curves(d, fig_dir),
              figures.violins(d, fig_dir), figures.corr_r(d, fig_dir), figures.xi_scan(d, fig_dir),
              figures.energy(d, fig_dir), figures.rdf(d, fig_dir),
-             figures.train_curves(d, fig_dir)]
+             figures.train_curves(d, fig_dir)] + sweep.figures(rd.path, fig_dir)
     ctx = page.context(d, built, drawn, warning)
     page.write_markdown(tmp / "report.md", ctx, built)
     page.write_html(tmp / "report.html", ctx)

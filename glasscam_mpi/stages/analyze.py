@@ -59,6 +59,14 @@ theta-volume], ``m`` = len(xis), ``B`` = bins, ``d_t`` recorded times, ``D`` del
     summary/...               the tables (see :mod:`glasscam_mpi.stages.analyze_summary`),
                               and Table 5's bootstrap uncertainty and null level (see
                               :mod:`glasscam_mpi.stages.analyze_uncertainty`)
+
+With a seed ensemble (gradcam.h5 holds ``gamma_members``, k members; ``gamma`` is then the
+ensemble's field), each member's Gamma is also correlated with the propensity:
+
+    dynamics/corr_members     (n_c, n_T, d_t, k, m, m) f8  as dynamics/corr, Gamma of each
+                              member (in Gamma's form, 1 - X by default)
+    summary/members/...       C^max, delta*, xi per member and for the ensemble, and their
+                              spread over members (:mod:`glasscam_mpi.stages.analyze_members`)
 """
 
 from __future__ import annotations
@@ -128,6 +136,7 @@ class Plan:
     sign: np.ndarray          # (X,) -1 for 1 - X forms, +1 otherwise
     xi_pairs: float = 4.0     # resolved [analyze].xi_pairs
     xi_notes: tuple = ()      # what the box left out of the scan (analysis.xiscan)
+    n_members: int = 0        # members of a seed ensemble in gradcam.h5 (0: none)
 
     @property
     def rdf_bins(self) -> int:
@@ -175,7 +184,7 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
             raise ConfigError(f"{rd.stage_file('indicators')} was made for other test runs than "
                               "prepare.h5 holds; rerun 'glasscam indicators'")
         prop = stack.enter_context(_open_checked(rd, "propensity"))
-        have_gamma, n_layers = False, 0
+        have_gamma, n_layers, n_members = False, 0, 0
         if rd.stage_file("gradcam").exists():
             gc = stack.enter_context(_open_checked(rd, "gradcam"))
             if not np.array_equal(gc["runs"][:], runs):
@@ -183,6 +192,7 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
                                   "than prepare.h5 holds; rerun 'glasscam gradcam'")
             have_gamma = True
             n_layers = gc["gamma_layers"].shape[2] if "gamma_layers" in gc else 0
+            n_members = gc["gamma_members"].shape[2] if "gamma_members" in gc else 0
         configs = prop["configs"][:]
         rows = np.searchsorted(runs, configs)
         if np.any(rows >= len(runs)) or not np.array_equal(runs[np.minimum(rows, len(runs) - 1)],
@@ -205,7 +215,8 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
     sign = np.array([-1.0 if x in one_minus(cfg) else 1.0 for x in INDICATORS])
     return Plan(runs, have_gamma, n_layers, box, tuple(float(x) for x in xis), r_corr,
                 a.bins, shape, rows.astype(np.int64), int(n_times), int(n_targets),
-                reportable.astype(np.int8), study, sign, scan.xi_pairs, scan.notes)
+                reportable.astype(np.int8), study, sign, scan.xi_pairs, scan.notes,
+                int(n_members))
 
 
 @contextlib.contextmanager
@@ -321,16 +332,18 @@ def _dynamics_task(cfg: Config, plan: Plan, files: dict, e: int) -> dict:
     row = int(plan.config_rows[c])
     x0 = files["prepare"]["glass"][int(plan.runs[row])]
     pl = _pair_list(plan, x0)
+    members = (files["gradcam"]["gamma_members"][row, 1].astype(np.float64).T
+               if plan.n_members else None)                          # (N, k)
     out = analyse_ensemble(plan, pl, _fields(plan, files, row, 1),
                            prop["propensity"][c, k].astype(np.float64),
-                           prop["propensity_at_delta"][c, k].astype(np.float64))
+                           prop["propensity_at_delta"][c, k].astype(np.float64), members)
     out["dynamics/delta"] = prop["delta"][c, k].astype(np.float64)
     out["dynamics/ensemble"] = _ensemble_study(plan, prop, pl, c, k)
     return out
 
 
 def analyse_ensemble(plan: Plan, pl: PairList, F: np.ndarray, D: np.ndarray,
-                     at: np.ndarray) -> dict:
+                     at: np.ndarray, members: np.ndarray | None = None) -> dict:
     """Indicators of one glass configuration against its propensity.
 
     Args:
@@ -339,9 +352,11 @@ def analyse_ensemble(plan: Plan, pl: PairList, F: np.ndarray, D: np.ndarray,
         F: (N, 3) bare Gamma (NaN without a CNN), Upsilon, Theta of the configuration.
         D: (n_times, N) propensity Delta_i(t) (NaN rows after the ensemble stopped).
         at: (n_targets, N) propensity at each delta target (NaN rows where not reached).
+        members: (N, k) bare Gamma of each member of a seed ensemble, or None.
 
     Returns:
-        ``dynamics/corr``, ``corr_delta_r``, ``maps_indicators`` and ``maps_delta`` rows.
+        ``dynamics/corr``, ``corr_delta_r``, ``maps_indicators`` and ``maps_delta`` rows
+        (and ``dynamics/corr_members`` with ``members``).
     """
     m, X, B = len(plan.xis), len(INDICATORS), plan.bins
     cols = np.flatnonzero(np.isfinite(F).all(axis=0))
@@ -349,6 +364,11 @@ def analyse_ensemble(plan: Plan, pl: PairList, F: np.ndarray, D: np.ndarray,
     ind_cg[:, :, cols] = _normalised(pl.coarse_grain_scan(F[:, cols], plan.xis), plan.sign[cols])
     finite = np.flatnonzero(np.isfinite(D).all(axis=1))
     corr = np.full((D.shape[0], X, m, m), np.nan)
+    if members is not None:
+        k = members.shape[1]
+        mem_cg = _normalised(pl.coarse_grain_scan(members, plan.xis), plan.sign[:1])
+        mem_flat = mem_cg.transpose(1, 2, 0).reshape(F.shape[0], k * m)  # column j * m + a
+        corr_m = np.full((D.shape[0], k, m, m), np.nan)
     if finite.size:
         D_cg = _normalised(pl.coarse_grain_scan(D[finite].T, plan.xis), None)  # (m, N, t)
         # (N, k * m), column x * m + a = indicator x at xi_a
@@ -357,6 +377,9 @@ def analyse_ensemble(plan: Plan, pl: PairList, F: np.ndarray, D: np.ndarray,
             # every recorded time against every (indicator, xi_a), Delta at xi_b
             C = pearson_matrix(D_cg[b], flat).reshape(len(finite), len(cols), m)
             corr[np.ix_(finite, cols, np.arange(m), [b])] = C[..., None]
+            if members is not None:
+                C = pearson_matrix(D_cg[b], mem_flat).reshape(len(finite), k, m)
+                corr_m[np.ix_(finite, np.arange(k), np.arange(m), [b])] = C[..., None]
     reached = np.isfinite(at).all(axis=1)
     corr_r = np.full((at.shape[0], B + 1), np.nan)
     maps_d = np.full((at.shape[0], m, at.shape[1]), np.nan, dtype=np.float32)
@@ -364,9 +387,12 @@ def analyse_ensemble(plan: Plan, pl: PairList, F: np.ndarray, D: np.ndarray,
         corr_r[reached] = pl.correlation(at[reached].T, plan.r_corr, B)[1].T
         maps_d[reached] = _normalised(pl.coarse_grain_scan(at[reached].T, plan.xis),
                                       None).transpose(2, 0, 1)
-    return {"dynamics/corr": corr, "dynamics/corr_delta_r": corr_r,
-            "dynamics/maps_indicators": ind_cg.transpose(2, 0, 1).astype(np.float32),
-            "dynamics/maps_delta": maps_d}
+    out = {"dynamics/corr": corr, "dynamics/corr_delta_r": corr_r,
+           "dynamics/maps_indicators": ind_cg.transpose(2, 0, 1).astype(np.float32),
+           "dynamics/maps_delta": maps_d}
+    if members is not None:
+        out["dynamics/corr_members"] = corr_m
+    return out
 
 
 def subensemble_fields(disp: np.ndarray, target: float, size: int,
@@ -469,6 +495,8 @@ def _rows(cfg: Config, plan: Plan) -> dict:
         "dynamics/maps_indicators": RowSpec((X, m, N), "f4", **E),
         "dynamics/maps_delta": RowSpec((plan.n_targets, m, N), "f4", **E),
         "dynamics/ensemble": RowSpec((plan.n_targets, m, len(ENSEMBLE_COLUMNS)), "f8", **E),
+        **({"dynamics/corr_members": RowSpec((plan.n_times, plan.n_members, m, m), "f8", **E)}
+           if plan.n_members else {}),
     }
 
 
@@ -495,6 +523,10 @@ def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
     if comm.Get_rank() == 0:
         summarize_into(path, cfg, plan)
         uncertainty_into(path, cfg, plan)  # Table 5's uncertainty and null level
+        if plan.n_members:
+            from glasscam_mpi.stages.analyze_members import summarize_members
+
+            summarize_members(path, cfg, plan)
     comm.Barrier()
 
 

@@ -22,6 +22,17 @@ Output ``RUN_DIR/gradcam.h5`` (besides the common datasets of glasscam_mpi.store
     zero         (n, 2) i1          1 where Gamma is identically 0 (ReLU cut everything)
     p_glass      (n, 2) f4          softmax probability of glass
     predicted    (n, 2) i1          predicted class (0 liquid, 1 glass)
+
+A seed ensemble (``[train].ensemble = k`` > 1; :mod:`glasscam_mpi.learn.ensemble`): every
+member's Gamma is computed, and ``gamma`` / ``gamma_layers`` are the ensemble's (each
+member's map normalised to [0, 1] per sample, then averaged; so every reader downstream is
+unchanged), ``p_glass`` the members' mean probability and ``predicted`` its class. Added:
+
+    attrs          ensemble (k), members (JSON list of the k checkpoints)
+    gamma_members  (n, 2, k, N) f4  each member's Gamma of the explained layer (not
+                                    normalised)
+
+With k = 1 the file is what it always was (no ``gamma_members``, Gamma not normalised).
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glasscam_mpi.config import Config
+from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import FarmStage, require_tasks
 from glasscam_mpi.store import RowSpec
@@ -69,8 +80,9 @@ def load_model(path: Path, data_meta: dict, device):
 class Plan:
     runs: np.ndarray   # (n,) ok test runs in prepare.h5
     box: np.ndarray    # (d,)
-    model: str         # checkpoint path
+    model: str         # checkpoint path (member 0's)
     spec: dict         # its model spec
+    members: tuple = ()  # every member's checkpoint path (k > 1: a seed ensemble)
 
     @property
     def n_tasks(self) -> int:
@@ -86,9 +98,28 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
     require_tasks(len(runs), "prepare.h5 has no ok test runs: nothing to explain")
     with h5py.File(rd.stage_file("prepare"), "r") as fh:
         box = fh["box"][:]
-    path = model_path(cfg, rd)
-    _, spec = load_model(path, dataset_meta(cfg, box), "cpu")  # refuse a wrong model here, once
-    return Plan(runs, box, str(path), spec.to_dict())
+    paths = member_paths(cfg, rd)
+    specs = [load_model(p, dataset_meta(cfg, box), "cpu")[1].to_dict() for p in paths]  # once
+    if any(sp != specs[0] for sp in specs[1:]):
+        raise ConfigError(f"the ensemble's members {[str(p) for p in paths]} are not the same "
+                          "CNN (an ensemble differs only in its seeds); rerun 'glasscam train "
+                          "--restart'")
+    return Plan(runs, box, str(paths[0]), specs[0],
+                tuple(str(p) for p in paths) if len(paths) > 1 else ())
+
+
+def member_paths(cfg: Config, rd: RunDir) -> list[Path]:
+    """The checkpoints Grad-CAM explains with: ``[gradcam].model``, or this run
+    directory's ensemble (``train/best.pt``, ``train/member-<m>/best.pt``)."""
+    if cfg.gradcam.model:
+        if cfg.train.ensemble > 1:
+            raise ConfigError(f"[gradcam].model = {cfg.gradcam.model!r} names one network, but "
+                              f"[train].ensemble = {cfg.train.ensemble}: leave [gradcam].model "
+                              "empty to explain with the run's ensemble, or set ensemble = 1")
+        return [Path(cfg.gradcam.model)]
+    from glasscam_mpi.stages.train import model_paths
+
+    return model_paths(rd.path, cfg)
 
 
 @contextlib.contextmanager
@@ -99,9 +130,10 @@ def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
     from glasscam_mpi.learn.distributed import pick_device
 
     device = pick_device(cfg.gradcam.device, comm)
-    model, _ = load_model(Path(plan.model), dataset_meta(cfg, plan.box), device)
+    models = [load_model(Path(p), dataset_meta(cfg, plan.box), device)[0]
+              for p in (plan.members or (plan.model,))]
     with h5py.File(rd.stage_file("prepare"), "r") as prep:
-        yield cfg, plan, prep, model, grid_spec_of(cfg)
+        yield cfg, plan, prep, models, grid_spec_of(cfg)
 
 
 def _task(ctx, i: int) -> dict:
@@ -115,33 +147,101 @@ def _task_block(ctx, idx: list[int]) -> list[dict]:
     from glasscam_mpi.learn.gradcam import gradcam_particles_layers
     from glasscam_mpi.learn.model import GLASS, LIQUID
 
-    cfg, plan, prep, model, gspec = ctx
+    cfg, plan, prep, models, gspec = ctx
     runs = [int(plan.runs[i]) for i in idx]  # increasing, as h5py reads them
     pos = np.stack([prep[c][runs] for c in CLASSES], axis=1)   # (k, 2, N, d)
     types = np.repeat(prep["types"][runs], 2, axis=0)         # (2k, N)
     k, _, n, d = pos.shape
     pos = pos.reshape(2 * k, n, d)                            # liquid, glass of run 0, ...
     targets = [GLASS if t == "glass" else LIQUID for t in _targets(cfg)]
-    if targets[0] == targets[1]:  # one batch for both classes
-        per_layer, p_glass = gradcam_particles_layers(model, gspec, plan.box, pos, types,
-                                                      target=targets[0])
-    else:
-        per_layer = np.empty((2 * k, model.n_layers, n))
-        p_glass = np.empty(2 * k)
-        for j in range(2):
-            per_layer[j::2], p_glass[j::2] = gradcam_particles_layers(
-                model, gspec, plan.box, pos[j::2], types[j::2], target=targets[j])
-    per_layer = per_layer.astype(np.float32)
-    layer = range(model.n_layers)[cfg.gradcam.layer]
-    out = []
-    for j in range(k):
-        g = per_layer[2 * j:2 * j + 2]
-        p = p_glass[2 * j:2 * j + 2]
-        gamma = g[:, layer]
-        out.append({"gamma": gamma, "gamma_layers": g,
-                    "zero": (gamma == 0).all(axis=1).astype(np.int8),
-                    "p_glass": p.astype(np.float32), "predicted": (p > 0.5).astype(np.int8)})
-    return out
+    members = []  # each member's (per_layer (2k, L, N) f4, p_glass (2k,))
+    for model in models:
+        if targets[0] == targets[1]:  # one batch for both classes
+            per_layer, p_glass = gradcam_particles_layers(model, gspec, plan.box, pos, types,
+                                                          target=targets[0])
+        else:
+            per_layer = np.empty((2 * k, model.n_layers, n))
+            p_glass = np.empty(2 * k)
+            for j in range(2):
+                per_layer[j::2], p_glass[j::2] = gradcam_particles_layers(
+                    model, gspec, plan.box, pos[j::2], types[j::2], target=targets[j])
+        members.append((per_layer.astype(np.float32), p_glass))
+    layer = range(models[0].n_layers)[cfg.gradcam.layer]
+    return [ensemble_row(np.stack([m[0][2 * j:2 * j + 2] for m in members]),
+                         np.stack([m[1][2 * j:2 * j + 2] for m in members]), layer)
+            for j in range(k)]
+
+
+def ensemble_row(layers: np.ndarray, p_glass: np.ndarray, layer: int) -> dict:
+    """One test run's gradcam.h5 row from its members' maps.
+
+    Args:
+        layers: (K, 2, L, N) each member's Gamma of every layer, [liquid, glass].
+        p_glass: (K, 2) each member's glass probability.
+        layer: The explained layer (an index into L).
+
+    Returns:
+        The row: the ensemble's gamma / gamma_layers (normalised member maps averaged:
+        :func:`~glasscam_mpi.learn.ensemble.ensemble_gamma`; K = 1: the member's own),
+        zero, the mean p_glass, predicted, and gamma_members (2, K, N) when K > 1.
+    """
+    from glasscam_mpi.learn.ensemble import ensemble_gamma
+
+    K = layers.shape[0]
+    g = layers[0] if K == 1 else ensemble_gamma(layers).astype(np.float32)
+    p = p_glass[0] if K == 1 else p_glass.mean(axis=0)
+    gamma = g[:, layer]
+    row = {"gamma": gamma, "gamma_layers": g,
+           "zero": (gamma == 0).all(axis=1).astype(np.int8),
+           "p_glass": p.astype(np.float32), "predicted": (p > 0.5).astype(np.int8)}
+    if K > 1:
+        row["gamma_members"] = layers[:, :, layer].transpose(1, 0, 2).astype(np.float32)
+    return row
+
+
+def write_ensemble_file(path: Path, member_files: list[Path], cfg: Config) -> Path:
+    """A gradcam.h5 of the seed ensemble of the networks whose gradcam.h5 files are
+    ``member_files`` (``glasscam sweep``'s seeds of a variant): the layout and numbers a
+    ``[train].ensemble = K`` run writes for the same members. Written on this rank alone
+    (a ``*.partial`` file renamed when whole). ``path``'s directory must hold prepare.h5."""
+    import h5py
+    from mpi4py import MPI
+
+    from glasscam_mpi.store import write_stage_file
+
+    path = Path(path)
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(h5py.File(p, "r")) for p in member_files]
+        first = files[0]
+        for p, fh in zip(member_files[1:], files[1:]):
+            for what, a, b in (("test runs", first["runs"][:], fh["runs"][:]),
+                               ("model_spec", first.attrs["model_spec"], fh.attrs["model_spec"]),
+                               ("layer", first.attrs["layer"], fh.attrs["layer"]),
+                               ("targets", first.attrs["targets"], fh.attrs["targets"])):
+                if not np.array_equal(a, b):
+                    raise ConfigError(f"{p} differs from {member_files[0]} in its {what}: "
+                                      "the members of an ensemble differ only in their seed")
+        with h5py.File(path.with_name("prepare.h5"), "r") as prep:
+            box = prep["box"][:]
+        plan = Plan(first["runs"][:], box, str(first.attrs["model"]),
+                    json.loads(first.attrs["model_spec"]),
+                    tuple(str(fh.attrs["model"]) for fh in files))
+        n_layers = first["gamma_layers"].shape[2]
+        layer = range(n_layers)[int(first.attrs["layer"])]
+
+        def row(i: int):
+            bad = [m for m, fh in enumerate(files) if fh["status"][i] != 1]
+            if bad:
+                return False, f"member(s) {bad} failed on this test run", {}
+            return True, "", ensemble_row(np.stack([fh["gamma_layers"][i] for fh in files]),
+                                          np.stack([fh["p_glass"][i] for fh in files]), layer)
+
+        attrs = {"stage": STAGE, "system": cfg.system.name, "dim": cfg.sys.dim,
+                 "n_particles": cfg.system.n_particles, **_attrs(cfg, plan),
+                 "config": cfg.to_toml()}
+        return write_stage_file(path, MPI.COMM_SELF, n_tasks=plan.n_tasks, attrs=attrs,
+                                rows=_rows(cfg, plan), row_data=row,
+                                globals_={"runs": plan.runs.astype(np.int64)})
 
 
 def _block(cfg: Config, plan) -> int:
@@ -179,7 +279,8 @@ def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
     k = _block(cfg, plan)
     return (f"gradcam: {n_todo} of {plan.n_tasks} test runs (x 2 classes) to do on {size} "
             f"rank(s), {device}" + (f", in blocks of {k} runs" if k > 1 else "")
-            + f"; model {plan.model}, layer {cfg.gradcam.layer}")
+            + (f"; ensemble of {len(plan.members)} models ({plan.model}, ...)"
+               if plan.members else f"; model {plan.model}") + f", layer {cfg.gradcam.layer}")
 
 
 def _headline(fh, cfg: Config, rd: RunDir) -> dict:
@@ -190,20 +291,35 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
                              "gamma_zero_fraction": round(float(zero[:, j].mean()), 4),
                              "predicted_glass_fraction": round(float((pred[:, j] == 1).mean()), 4)}
                          for j, c in enumerate(CLASSES)},
-            "targets": str(fh.attrs.get("targets", "liquid:glass,glass:glass"))}
+            "targets": str(fh.attrs.get("targets", "liquid:glass,glass:glass")),
+            **({"ensemble": int(fh.attrs["ensemble"])} if "ensemble" in fh.attrs else {})}
+
+
+def _rows(cfg: Config, plan) -> dict:
+    N = cfg.system.n_particles
+    rows = {"gamma": RowSpec((2, N), "f4"),
+            "gamma_layers": RowSpec((2, len(plan.spec["channels"]), N), "f4"),
+            "zero": RowSpec((2,), "i1", -1), "p_glass": RowSpec((2,), "f4"),
+            "predicted": RowSpec((2,), "i1", -1)}
+    k = len(getattr(plan, "members", ()) or ())
+    if k > 1:
+        rows["gamma_members"] = RowSpec((2, k, N), "f4")
+    return rows
+
+
+def _attrs(cfg: Config, plan: Plan) -> dict:
+    out = {"classes": ",".join(CLASSES), "layer": cfg.gradcam.layer,
+           "targets": ",".join(f"{c}:{t}" for c, t in zip(CLASSES, _targets(cfg))),
+           "cell_size": _cell_sizes(plan), "model": plan.model,
+           "model_spec": json.dumps(plan.spec)}
+    if plan.members:
+        out.update(ensemble=len(plan.members), members=json.dumps(list(plan.members)))
+    return out
 
 
 stage = FarmStage(
     name=STAGE, help=HELP, description=DESCRIPTION, unit="runs", plan=_plan, task=_task,
     open=_open, banner=_banner, headline=_headline, task_block=_task_block, block=_block,
-    rows=lambda cfg, plan: {
-        "gamma": RowSpec((2, cfg.system.n_particles), "f4"),
-        "gamma_layers": RowSpec((2, len(plan.spec["channels"]), cfg.system.n_particles), "f4"),
-        "zero": RowSpec((2,), "i1", -1), "p_glass": RowSpec((2,), "f4"),
-        "predicted": RowSpec((2,), "i1", -1)},
-    attrs=lambda cfg, plan: {"classes": ",".join(CLASSES), "layer": cfg.gradcam.layer,
-                             "targets": ",".join(f"{c}:{t}" for c, t in zip(CLASSES,
-                                                                           _targets(cfg))),
-                             "cell_size": _cell_sizes(plan),
-                             "model": plan.model, "model_spec": json.dumps(plan.spec)},
+    rows=lambda cfg, plan: _rows(cfg, plan),
+    attrs=lambda cfg, plan: _attrs(cfg, plan),
     globals_=lambda cfg, plan: {"runs": plan.runs.astype(np.int64)})

@@ -15,6 +15,14 @@ Output ``RUN_DIR/prepare.h5`` (besides the common datasets of glasscam_mpi.store
     seeds     (n_runs, 3) int64         LAMMPS seeds (place A, place B, velocities)
     energy_jump    (n_runs,) int8       1 where U(T) jumps (crystallisation), 0 not, -1 unchecked
     energy_jump_T  (n_runs,) float64    the temperature where the jump starts (else NaN)
+
+With ``[prepare].extra_snapshots`` (S temperatures; none by default, and then nothing
+below is written):
+
+    snapshots      (n_runs, S, N, d) float64  positions where the ramp's target passes
+                                              each of them, wrapped into [0, L)
+    snapshot_T     (S,) float64               those temperatures, in the config's order
+    snapshot_step  (S,) int64                 the ramp step of each (also in ``step``)
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ def plan_of(cfg: Config) -> CoolingPlan:
     p = cfg.prepare
     return CoolingPlan.make(timestep=p.timestep, t_equilibrate=p.t_equilibrate, T_high=p.T_high,
                             T_liquid=cfg.T_liquid, T_glass=cfg.T_glass,
-                            cooling_rate=p.cooling_rate, energy_samples=p.energy_samples)
+                            cooling_rate=p.cooling_rate, energy_samples=p.energy_samples,
+                            extra_snapshots=p.extra_snapshots)
 
 
 def split_of(cfg: Config) -> np.ndarray:
@@ -72,8 +81,11 @@ def cooling_task(cfg: Config, plan: CoolingPlan, index: int, inject_fault: bool 
                       min_distance=p.min_distance, timestep=p.timestep, T_high=p.T_high,
                       T_glass=cfg.T_glass, tdamp_steps=p.tdamp_steps, inject_fault=inject_fault,
                       comm=comm, style=p.lammps_style)
-    return {"types": res.types, "liquid": res.liquid, "glass": res.glass, "T": res.T,
-            "pe": res.pe, "seeds": np.array(seeds, dtype=np.int64)}
+    out = {"types": res.types, "liquid": res.liquid, "glass": res.glass, "T": res.T,
+           "pe": res.pe, "seeds": np.array(seeds, dtype=np.int64)}
+    if res.snapshots is not None:
+        out["snapshots"] = res.snapshots
+    return out
 
 
 @dataclass(frozen=True)
@@ -109,9 +121,12 @@ def _groups(k: int) -> str:
 
 def _rows(cfg: Config, plan: Plan) -> dict:
     N, d, S = cfg.system.n_particles, cfg.sys.dim, len(plan.cooling.sample_steps)
-    return {"types": RowSpec((N,), "i1", -1), "liquid": RowSpec((N, d), "f8"),
+    rows = {"types": RowSpec((N,), "i1", -1), "liquid": RowSpec((N, d), "f8"),
             "glass": RowSpec((N, d), "f8"), "T": RowSpec((S,), "f8"),
             "pe": RowSpec((S,), "f8"), "seeds": RowSpec((3,), "i8", 0)}
+    if plan.cooling.snapshot_steps:
+        rows["snapshots"] = RowSpec((len(plan.cooling.snapshot_steps), N, d), "f8")
+    return rows
 
 
 def _attrs(cfg: Config, plan: Plan) -> dict:
@@ -120,9 +135,13 @@ def _attrs(cfg: Config, plan: Plan) -> dict:
 
 def _globals(cfg: Config, plan: Plan) -> dict:
     d, N = cfg.sys.dim, cfg.system.n_particles
-    return {"box": np.full(d, cfg.sys.box_length(N)), "split": split_of(cfg),
-            "T_target": plan.cooling.target_temperature(cfg.prepare.T_high, cfg.T_glass),
-            "step": np.array(plan.cooling.sample_steps, dtype=np.int64)}
+    out = {"box": np.full(d, cfg.sys.box_length(N)), "split": split_of(cfg),
+           "T_target": plan.cooling.target_temperature(cfg.prepare.T_high, cfg.T_glass),
+           "step": np.array(plan.cooling.sample_steps, dtype=np.int64)}
+    if plan.cooling.snapshot_steps:
+        out["snapshot_T"] = np.array(cfg.prepare.extra_snapshots, dtype=np.float64)
+        out["snapshot_step"] = np.array(plan.cooling.snapshot_steps, dtype=np.int64)
+    return out
 
 
 def _reduce(comm, path, cfg: Config, plan: Plan) -> None:

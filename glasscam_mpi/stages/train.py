@@ -22,6 +22,25 @@ accuracy, then loss), ``history.json``, ``curves.png``; at the end ``RUN_DIR/tra
     test_accuracy    (2,) f8   [glass, liquid] with the best model (the paper's Table 2)
     test_confusion   (2, 2) i8 rows true class, columns predicted (0 liquid, 1 glass)
     test_counts      (2,) i8   [glass, liquid] test samples
+
+Seed ensembles (``[train].ensemble = k`` > 1, :mod:`glasscam_mpi.learn.ensemble`): k
+networks that differ only in their seed are trained one after the other, each on all
+ranks. Member 0 is network ``[train].seed`` and keeps the files above (``train/best.pt``
+...), so every reader of a one-network run reads member 0 of an ensemble; member m >= 1
+is network ``seed + m`` in ``train/member-<m>/`` (the same files). train.h5's top-level
+datasets are member 0's, and it adds
+
+    attrs    ensemble (k), network_seeds (k,) the seed each member trained from
+    test_accuracy_members  (k, 2) f8    [glass, liquid] of each member
+    members/<m>/...        each member's datasets as above (epoch ... test_counts) and its
+                           best_epoch attribute
+
+With k = 1 (the default) nothing changes: the same files, the same numbers.
+
+``[train].train_runs`` = n > 0 trains on the first n ok runs of the train split only, and
+``[train].liquid_snapshot`` = T > 0 takes the liquid class (train, validation and test)
+from prepare.h5's snapshot at T (``[prepare].extra_snapshots``) instead of the T_liquid
+sample; Grad-CAM and analyze keep explaining the T_liquid and T_glass samples.
 """
 
 from __future__ import annotations
@@ -48,10 +67,16 @@ DESCRIPTION = ("Train the CNN of the paper (section 3.1) on gridded liquid and g
 PAPER_TABLE2 = {"KAM": (1.00, 0.998), "ABM": (1.00, 1.00)}
 
 
-def _files(rd: RunDir) -> dict[str, Path]:
-    d = rd.path / STAGE
+def _files(rd: RunDir, member: int = 0) -> dict[str, Path]:
+    d = rd.path / STAGE if member == 0 else rd.path / STAGE / f"member-{member}"
     return {"dir": d, "checkpoint": d / "checkpoint.pt", "best": d / "best.pt",
             "history": d / "history.json", "curves": d / "curves.png"}
+
+
+def model_paths(run_dir: Path | str, cfg: Config) -> list[Path]:
+    """The best model of every member of the run's ensemble (member 0 first)."""
+    rd = RunDir(run_dir)
+    return [_files(rd, m)["best"] for m in range(cfg.train.ensemble)]
 
 
 def _save(obj, path: Path) -> None:
@@ -94,27 +119,46 @@ def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
             rd.require("prepare")
             if rd.intact(STAGE) and not restart:
                 return cfg, None, True
-            state = None
-            if files["checkpoint"].exists() and not restart:
-                ck = load_checkpoint(files["checkpoint"])
-                if not resume:
+            states = []
+            for m in range(cfg.train.ensemble):
+                ck_path = _files(rd, m)["checkpoint"]
+                states.append(ck_path if ck_path.exists() else None)
+                if ck_path.exists() and not resume:
+                    ck = load_checkpoint(ck_path)
                     raise ConfigError(f"training in {rd.path} stopped after epoch "
                                       f"{ck['epoch'] + 1} of {cfg.train.epochs} "
-                                      f"({files['checkpoint']}): rerun with --resume to continue "
+                                      f"({ck_path}): rerun with --resume to continue "
                                       "from there, or --restart to start over")
-                state = files["checkpoint"]
-            files["dir"].mkdir(parents=True, exist_ok=True)
-            return cfg, state, False
+                _files(rd, m)["dir"].mkdir(parents=True, exist_ok=True)
+            return cfg, states, False
 
-        cfg, state_path, complete = bcast_from_root(comm, setup)
+        cfg, state_paths, complete = bcast_from_root(comm, setup)
         if complete:
             if comm.Get_rank() == 0:
                 print(f"train: {rd.stage_file(STAGE)} is already complete (--restart to retrain)")
             return {"complete": True}
-        return _train(comm, rd, cfg, state_path, progress_every)
+        from glasscam_mpi.learn.ensemble import network_seed
+
+        k = cfg.train.ensemble
+        results = []
+        for m in range(k):
+            seed = network_seed(cfg.run.seed, cfg.train.seed + m)
+            if k > 1 and comm.Get_rank() == 0:
+                print(f"train: ensemble member {m + 1}/{k} (network {cfg.train.seed + m}, "
+                      f"seed {seed}) in {_files(rd, m)['dir']}", flush=True)
+            results.append(_train(comm, rd, cfg, state_paths[m], progress_every, m, seed))
+        if comm.Get_rank() == 0:
+            _write_h5(rd, cfg, results)
+        acc = results[0]["acc"]
+        return {"complete": True, "test_accuracy": acc,
+                "test_accuracy_members": [r["acc"] for r in results]}
 
 
-def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> dict:
+def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
+           member: int = 0, seed: int | None = None) -> dict:
+    """Train one network (ensemble member ``member``, from the streams of ``seed``; default
+    the run seed) and evaluate its best model on the test set. Returns, on every rank, what
+    train.h5 records of it."""
     import torch
     import torch.nn.functional as F
     from mpi4py import MPI
@@ -127,7 +171,8 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
 
     t = cfg.train
     rank, size = comm.Get_rank(), comm.Get_size()
-    files = _files(rd)
+    files = _files(rd, member)
+    seed = cfg.run.seed if seed is None else seed
     t_start = time.time()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     device = pick_device(t.device, comm)
@@ -136,7 +181,9 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                           f"{size} ranks (each rank takes an equal part of every mini-batch)")
     gspec = grid_spec_of(cfg)
     # labels first: positions are read by the feed, held on the host only when gridded here
-    train, val = (load_split(rd.stage_file("prepare"), s, positions=False)
+    liq = t.liquid_snapshot  # the liquid class: T_liquid's sample, or a stored snapshot
+    train, val = (load_split(rd.stage_file("prepare"), s, positions=False,
+                             max_runs=t.train_runs if s == "train" else 0, liquid_T=liq)
                   for s in ("train", "validation"))
     if len(train) < t.batch_size:
         raise ConfigError(f"[train].batch_size = {t.batch_size} is larger than the "
@@ -145,7 +192,7 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
     mspec = ModelSpec.for_grid(gspec, channels=t.channels, kernels=t.kernels, strides=t.strides,
                                hidden=t.hidden, dropout=t.dropout)
     par = open_backend(t.backend, comm, device)
-    torch.manual_seed(task_rng(cfg.run.seed, STAGE, "init").integers(2**62))
+    torch.manual_seed(task_rng(seed, STAGE, "init").integers(2**62))
     # test hook: GLASSCAM_INJECT_INIT=train:1 gives rank 1 other initial weights, which the
     # backend's broadcast from rank 0 must replace (digests printed before and after)
     apart = injected("GLASSCAM_INJECT_INIT", STAGE)
@@ -180,10 +227,11 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
     grids = None
     if on_the_fly:
         feed = PositionFeed(rd.stage_file("prepare"), train.runs, train.labels, gspec, train.box,
-                            device)
+                            device, liquid_T=liq)
         X_host = None
     else:
-        train = load_split(rd.stage_file("prepare"), "train")
+        train = load_split(rd.stage_file("prepare"), "train", max_runs=t.train_runs,
+                           liquid_T=liq)
         grids = NodeShared(comm, (len(train), *gspec.shape), share=t.shared_grids)
         X_host = torch.from_numpy(grids.fill(lambda lo, hi: grid_split(train, gspec,
                                                                        np.arange(lo, hi))))
@@ -212,7 +260,7 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
     net = par.wrap_model(model)
     if apart and state_path is None:
         show_digests("after the broadcast")
-    val_feed, val_y = _eval_feed(rd, val, rank, size, gspec, device, on_the_fly)
+    val_feed, val_y = _eval_feed(rd, val, rank, size, gspec, device, on_the_fly, liq)
     n_batches = len(train) // t.batch_size
     local = t.batch_size // size
     amp = t.amp and device.type == "cuda"
@@ -238,17 +286,17 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
         if epoch in crashes:
             raise RuntimeError(f"injected crash in train epoch {epoch}")
         t0 = time.time()
-        perm = task_rng(cfg.run.seed, STAGE, "epoch", epoch).permutation(len(train))
+        perm = task_rng(seed, STAGE, "epoch", epoch).permutation(len(train))
         perm = torch.from_numpy(perm).to(device)
         # this epoch's dropout masks and augmentations, drawn on the host from the seeds of
         # (epoch, batch) and sent to the device once; this rank's rows of each global batch
         mine_rows = slice(rank * local, (rank + 1) * local)
         masks = torch.from_numpy(np.stack([
-            task_rng(cfg.run.seed, STAGE, "dropout", epoch, b).random(
+            task_rng(seed, STAGE, "dropout", epoch, b).random(
                 (t.batch_size, mspec.hidden))[mine_rows] >= t.dropout
             for b in range(n_batches)])).to(device)
         if t.augment:
-            augs = [augment.draw(task_rng(cfg.run.seed, STAGE, "augment", epoch, b),
+            augs = [augment.draw(task_rng(seed, STAGE, "augment", epoch, b),
                                  t.batch_size, gspec.dim, gspec.n_grid)
                     for b in range(n_batches)]
             augs = augment.Params(*(torch.from_numpy(np.stack([a[k][mine_rows] for a in augs]))
@@ -318,10 +366,10 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
         grids.free()
 
     # the best model on the test set, split over the ranks
-    test = load_split(rd.stage_file("prepare"), "test", positions=False)
+    test = load_split(rd.stage_file("prepare"), "test", positions=False, liquid_T=liq)
     best_state = load_checkpoint(files["best"])
     model.load_state_dict(best_state["model"])
-    test_feed, test_y = _eval_feed(rd, test, rank, size, gspec, device, on_the_fly)
+    test_feed, test_y = _eval_feed(rd, test, rank, size, gspec, device, on_the_fly, liq)
     _, pred = _evaluate(model, test_feed, test_y, device, amp)
     confusion = np.zeros((2, 2))
     np.add.at(confusion, (test_y.cpu().numpy(), pred), 1)
@@ -332,8 +380,6 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
     peaks = _peak_memory(par, device)
     par.close()
     if rank == 0:
-        _write_h5(rd, cfg, history, best, mspec, meta, acc, confusion, par.name, size,
-                  device.type)
         _plot(files["curves"], history, cfg.system.name)
         paper = PAPER_TABLE2.get(cfg.system.name)
         print("train: test accuracy (the paper's Table 2)\n"
@@ -352,8 +398,12 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float) -> 
                              "grid_mib": grid_bytes / 2**20 if grids else 0.0,
                              "grids_shared": bool(grids and grids.shared),
                              "grid_on_the_fly": on_the_fly, "feed": feed_where,
-                             "pss_mib_all_ranks": pss_mib, **peaks})
-    return {"complete": True, "test_accuracy": acc}
+                             "pss_mib_all_ranks": pss_mib, **peaks,
+                             **({"member": member, "seed": seed}
+                                if cfg.train.ensemble > 1 else {})})
+    return {"history": history, "best": best, "mspec": mspec, "meta": meta, "acc": acc,
+            "confusion": confusion, "backend": par.name, "ranks": size,
+            "device": device.type, "seed": seed}
 
 
 def _channel_mean_std(feed):
@@ -374,7 +424,8 @@ def _channel_mean_std(feed):
     return mean, torch.sqrt(torch.clamp((s2 / count).cpu() - mean * mean, min=0.0))
 
 
-def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fly: bool):
+def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fly: bool,
+               liquid_T: float = 0.0):
     """This rank's share (every size-th sample) of a validation or test split, as a feed
     on the device, and its labels."""
     import torch
@@ -388,9 +439,9 @@ def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fl
     labels = torch.from_numpy(split.labels[idx]).to(device)
     if on_the_fly:
         return PositionFeed(rd.stage_file("prepare"), split.runs[idx], split.labels[idx], gspec,
-                            split.box, device), labels
+                            split.box, device, liquid_T=liquid_T), labels
     if split.positions is None:
-        split = load_split(rd.stage_file("prepare"), split.name)
+        split = load_split(rd.stage_file("prepare"), split.name, liquid_T=liquid_T)
     return GridFeed(torch.from_numpy(grid_split(split, gspec, idx)), device, 256), labels
 
 
@@ -441,26 +492,45 @@ def _evaluate(model, feed, y, device, amp: bool):
     return np.array([loss, correct, feed.n], dtype=np.float64), pred
 
 
-def _write_h5(rd, cfg, history, best, mspec, meta, acc, confusion, backend, size, device):
+def _write_h5(rd, cfg, results: list[dict]):
     import h5py
 
     from glasscam_mpi import __version__
 
+    first = results[0]
     path = rd.stage_file(STAGE)
     tmp = path.with_suffix(".h5.partial")
     with h5py.File(tmp, "w") as fh:
-        fh.attrs.update({"stage": STAGE, "system": cfg.system.name, "backend": backend,
-                         "ranks": size, "device": device, "model_spec": mspec.to_json(),
-                         "data_meta": json.dumps(meta), "best_epoch": best["epoch"],
+        fh.attrs.update({"stage": STAGE, "system": cfg.system.name, "backend": first["backend"],
+                         "ranks": first["ranks"], "device": first["device"],
+                         "model_spec": first["mspec"].to_json(),
+                         "data_meta": json.dumps(first["meta"]),
+                         "best_epoch": first["best"]["epoch"],
                          "config": cfg.to_toml(), "glasscam_version": __version__})
-        for key, values in history.items():
-            fh.create_dataset(key, data=np.asarray(values))
-        fh["test_accuracy"] = np.array([acc["glass"], acc["liquid"]])
-        fh["test_accuracy"].attrs["classes"] = "glass,liquid"
-        fh["test_confusion"] = confusion
-        fh["test_confusion"].attrs["axes"] = "rows true, columns predicted; 0 liquid, 1 glass"
-        fh["test_counts"] = np.array([confusion[1].sum(), confusion[0].sum()])
+        _write_member(fh, first)
+        if len(results) > 1:
+            fh.attrs["ensemble"] = len(results)
+            fh.attrs["network_seeds"] = np.array([r["seed"] for r in results], dtype=np.int64)
+            fh["test_accuracy_members"] = np.array([[r["acc"]["glass"], r["acc"]["liquid"]]
+                                                    for r in results])
+            fh["test_accuracy_members"].attrs["axes"] = "member; [glass, liquid]"
+            for m, r in enumerate(results):
+                g = fh.create_group(f"members/{m}")
+                g.attrs.update({"best_epoch": r["best"]["epoch"], "seed": r["seed"]})
+                _write_member(g, r)
     os.replace(tmp, path)
+
+
+def _write_member(g, r: dict) -> None:
+    """One network's datasets (the training curves and its test accuracy) into group ``g``."""
+    acc, confusion = r["acc"], r["confusion"]
+    for key, values in r["history"].items():
+        g.create_dataset(key, data=np.asarray(values))
+    g["test_accuracy"] = np.array([acc["glass"], acc["liquid"]])
+    g["test_accuracy"].attrs["classes"] = "glass,liquid"
+    g["test_confusion"] = confusion
+    g["test_confusion"].attrs["axes"] = "rows true, columns predicted; 0 liquid, 1 glass"
+    g["test_counts"] = np.array([confusion[1].sum(), confusion[0].sum()])
 
 
 def _plot(path: Path, history: dict, system: str) -> None:
@@ -503,7 +573,19 @@ def summarize(rd: RunDir, cfg: Config) -> dict:
                    device=str(fh.attrs["device"]), best_epoch=int(fh.attrs["best_epoch"]) + 1,
                    epochs=len(fh["epoch"]),
                    final_val_accuracy=round(float(fh["val_accuracy"][-1]), 4))
-    out["test_accuracy"] = {"glass": round(float(acc[0]), 4), "liquid": round(float(acc[1]), 4)}
+        out["test_accuracy"] = {"glass": round(float(acc[0]), 4),
+                                "liquid": round(float(acc[1]), 4)}
+        if "test_accuracy_members" in fh:
+            from glasscam_mpi.learn.ensemble import spread
+
+            mem = fh["test_accuracy_members"][:]
+            out["ensemble"] = {"members": int(fh.attrs["ensemble"]),
+                               "network_seeds": [int(v) for v in fh.attrs["network_seeds"]],
+                               "test_accuracy_members": [[round(float(v), 4) for v in row]
+                                                         for row in mem],
+                               "test_accuracy_spread": {
+                                   c: {k: round(v, 4) for k, v in spread(mem[:, j]).items()}
+                                   for j, c in enumerate(("glass", "liquid"))}}
     paper = PAPER_TABLE2.get(cfg.system.name)
     if paper:
         out["test_accuracy_paper"] = {"glass": paper[0], "liquid": paper[1]}
