@@ -191,16 +191,48 @@ def _check_parent(parent: Path) -> Config:
 def _check_same(v: Variant, s: int, sub: Path) -> None:
     """Refuse a variant whose sub-run exists with another configuration (its results would
     be reported under the new overrides)."""
-    from glasscam_mpi.config import config_diff, load_config
+    from glasscam_mpi.config import config_diff, load_saved_config
 
     if not (sub / "config.toml").exists():
         return
-    saved = load_config(path=sub / "config.toml")
+    saved = load_saved_config(sub / "config.toml")
     if saved != v.configs[s]:
         lines = "\n  ".join(config_diff(saved, v.configs[s]))
         raise ConfigError(f"variant {v.name!r}: {sub} was made with other settings (saved -> "
                           f"now):\n  {lines}\ngive the changed variant a new name, or remove "
                           f"{sub.parent} to redo it")
+
+
+def shared_training(jobs) -> dict[int, int]:
+    """``{job: owner}`` for every (variant, seed) job whose ``[train]`` section equals an
+    earlier job's: variants that differ only in ``[gradcam]`` (the layer explained, the
+    classes explained) explain the same network, so it is trained once, by the owner, and
+    the other sub-runs link its training (:func:`link_training`)."""
+    first: dict[str, int] = {}
+    owner: dict[int, int] = {}
+    for i, (v, s) in enumerate(jobs):
+        key = json.dumps(v.configs[s].to_dict()["train"], sort_keys=True)
+        if key in first:
+            owner[i] = first[key]
+        else:
+            first[key] = i
+    return owner
+
+
+def link_training(owner: Path, sub: Path) -> None:
+    """Make ``sub``'s training the ``owner`` sub-run's: symbolic links to its train.h5 and
+    train/ (models, curves), nothing copied. An existing entry must be that link."""
+    from glasscam_mpi.rundir import RunDir
+
+    for target, link in ((RunDir(owner).stage_file("train"), RunDir(sub).stage_file("train")),
+                         (owner / "train", sub / "train")):
+        target = target.resolve()
+        if link.is_symlink() or link.exists():
+            if not link.is_symlink() or link.resolve() != target:
+                raise ConfigError(f"{link} exists but is not a link to {target}: this variant "
+                                  f"shares the training of {owner} (same [train]); remove it")
+            continue
+        os.symlink(target, link, target_is_directory=(target.name == "train"))
 
 
 def _done(sub: Path) -> bool:
@@ -256,6 +288,7 @@ def run_sweep(comm, parent: Path | str, variants_path: Path | str, seeds: int | 
               progress_every: float = 5.0) -> dict:
     """Every rank calls this. Returns the table rows on rank 0."""
     from glasscam_mpi.parallel import Outcome, Progress, TaskFarm, bcast_from_root
+    from glasscam_mpi.rundir import RunDir
     from glasscam_mpi.sweep_table import write_table
 
     from glasscam_mpi.learn.distributed import use_job_local_rank
@@ -286,11 +319,22 @@ def run_sweep(comm, parent: Path | str, variants_path: Path | str, seeds: int | 
               f"{len(todo)} of {len(jobs)} sub-runs to do on {comm.Get_size()} rank(s), "
               f"then {len(variants)} ensemble(s)", flush=True)
 
+    owner = shared_training(jobs)
+
     def one_seed(i: int) -> Outcome:
         v, s = jobs[i]
         sub = v.seed_dir(root, s)
         t0 = time.perf_counter()
-        print(f"sweep: {v.name}/seed-{s} on rank {rank}: train -> gradcam -> analyze "
+        steps = "train -> gradcam -> analyze"
+        if i in owner:
+            ov, os_ = jobs[owner[i]]
+            if not RunDir(ov.seed_dir(root, os_)).intact("train"):
+                return Outcome(i, False, f"{v.name}/seed-{s}: not run, the training it shares "
+                               f"({ov.name}/seed-{os_}) did not finish",
+                               seconds=time.perf_counter() - t0, rank=rank)
+            link_training(ov.seed_dir(root, os_), sub)
+            steps = f"gradcam -> analyze (the network of {ov.name}/seed-{os_})"
+        print(f"sweep: {v.name}/seed-{s} on rank {rank}: {steps} "
               f"(log {sub / 'logs' / 'sweep.out'})", flush=True)
         try:
             with _logged(sub):
@@ -302,8 +346,11 @@ def run_sweep(comm, parent: Path | str, variants_path: Path | str, seeds: int | 
         (sub / "FAILED").unlink(missing_ok=True)
         return Outcome(i, True, seconds=time.perf_counter() - t0, rank=rank)
 
+    # the sub-runs that train first, then those that explain a network trained above
     progress = Progress("sweep", len(todo), "sub-runs", progress_every) if rank == 0 else None
-    outcomes = TaskFarm(comm, todo, progress).run(one_seed)
+    outcomes = TaskFarm(comm, [i for i in todo if i not in owner], progress).run(one_seed)
+    comm.Barrier()
+    outcomes += TaskFarm(comm, [i for i in todo if i in owner], progress).run(one_seed)
     comm.Barrier()
 
     def ens_todo():

@@ -42,6 +42,10 @@ seeds = 2
 [variants.stride1-layer0]
 train = { strides = [1, 1, 2], epochs = 2, augment = false }
 gradcam.layer = 0
+
+[variants.stride1-layer1]        # the same networks as stride1-layer0, another layer
+train = { strides = [1, 1, 2], epochs = 2, augment = false }
+gradcam.layer = 1
 """
 
 
@@ -92,7 +96,8 @@ def test_sub_runs_share_the_parent_files_by_reference_and_leave_them_unchanged(s
     subs = _subruns(p3)
     assert [s.relative_to(p3 / "sweep").as_posix() for s in subs] == [
         "base/ensemble", "base/seed-0", "base/seed-1", "stride1-layer0/ensemble",
-        "stride1-layer0/seed-0", "stride1-layer0/seed-1"]
+        "stride1-layer0/seed-0", "stride1-layer0/seed-1", "stride1-layer1/ensemble",
+        "stride1-layer1/seed-0", "stride1-layer1/seed-1"]
     for sub in subs:
         for name in SHARED:
             link = sub / name
@@ -108,8 +113,8 @@ def test_one_rank_killed_and_resumed_writes_what_three_ranks_write(swept):
     p1, p3 = swept["p1"], swept["p3"]
     cut = swept["cut"]
     assert cut.returncode != 0 and "injected crash in train epoch 1" in cut.stderr
-    assert "4 of 4 sub-runs to do on 3 rank(s)" in swept["res3"].stdout
-    assert "4 of 4 sub-runs to do on 1 rank(s)" in swept["res1"].stdout   # none had finished
+    assert "6 of 6 sub-runs to do on 3 rank(s)" in swept["res3"].stdout
+    assert "6 of 6 sub-runs to do on 1 rank(s)" in swept["res1"].stdout   # none had finished
     for name in ("table.csv", "table.md"):
         assert (p1 / "sweep" / name).read_bytes() == (p3 / "sweep" / name).read_bytes(), name
     assert (p3 / "sweep" / "sweep.png").stat().st_size > 5000
@@ -129,11 +134,29 @@ def test_one_rank_killed_and_resumed_writes_what_three_ranks_write(swept):
                                                       err_msg=f"{sub3} {stage} {n}")
 
 
+def test_variants_that_differ_only_in_gradcam_explain_one_trained_network(swept):
+    """stride1-layer1 has stride1-layer0's [train]: its sub-runs link that training (no
+    second training), so every layer's Gamma is the same, and only the layer used differs."""
+    p3 = swept["p3"]
+    assert "gradcam -> analyze (the network of stride1-layer0/seed-0)" in swept["res3"].stdout
+    for s in range(2):
+        own = p3 / "sweep" / "stride1-layer0" / f"seed-{s}"
+        shared = p3 / "sweep" / "stride1-layer1" / f"seed-{s}"
+        for name in ("train.h5", "train"):
+            assert (shared / name).is_symlink()
+            assert os.path.realpath(shared / name) == os.path.realpath(own / name)
+        with h5py.File(own / "gradcam.h5", "r") as a, h5py.File(shared / "gradcam.h5", "r") as b:
+            assert (int(a.attrs["layer"]), int(b.attrs["layer"])) == (0, 1)
+            np.testing.assert_array_equal(a["gamma_layers"][:], b["gamma_layers"][:])
+            np.testing.assert_array_equal(b["gamma"][:], b["gamma_layers"][:, :, 1])
+            assert not np.array_equal(a["gamma"][:], b["gamma"][:])
+
+
 def test_a_finished_sweep_is_not_redone(swept):
     p3 = swept["p3"]
     stamps = {p: p.stat().st_mtime_ns for p in (p3 / "sweep").rglob("*.h5") if not p.is_symlink()}
     res = glasscam(["sweep", "--run-dir", str(p3), "--variants", str(swept["variants"])], n=2)
-    assert "0 of 4 sub-runs to do" in res.stdout
+    assert "0 of 6 sub-runs to do" in res.stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
@@ -145,7 +168,7 @@ def test_the_table_and_each_seed_ensemble(swept):
     assert [(r["variant"], r["row"]) for r in rows[:7]] == [
         ("base", "seed-0"), ("base", "seed-1"), ("base", "ensemble"), ("base", "mean"),
         ("base", "std"), ("base", "min"), ("base", "max")]
-    for variant in ("base", "stride1-layer0"):
+    for variant in ("base", "stride1-layer0", "stride1-layer1"):
         mine = {r["row"]: r for r in rows if r["variant"] == variant}
         seeds = [float(mine[f"seed-{s}"]["C_max_gamma"]) for s in range(2)]
         assert float(mine["mean"]["C_max_gamma"]) == pytest.approx(np.mean(seeds), abs=1e-6)
