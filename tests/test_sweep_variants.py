@@ -119,3 +119,8 @@ def test_the_example_variants_file_is_valid_for_the_study_preset():
     assert seeds == 3 and len(variants) >= 6
     assert {v.configs[0].train.strides for v in variants} >= {(2, 2, 2), (1, 1, 2)}
     assert {v.configs[0].gradcam.layer for v in variants} >= {-1, 0, 1}
+    # its header's cost: 3 architectures x 3 seeds trained, the layer variants share them
+    from glasscam_mpi.sweep import shared_training
+
+    jobs = [(v, s) for v in variants for s in range(seeds)]
+    assert len(jobs) - len(shared_training(jobs)) == 9
