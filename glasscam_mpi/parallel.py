@@ -523,6 +523,25 @@ class NodeShared:
         self.node.Free()
 
 
+def placement(comm) -> list[dict]:
+    """Where every rank of ``comm`` runs (collective; the list on rank 0, [] elsewhere):
+    rank, host (``MPI.Get_processor_name``), ``node`` (the lowest rank of its shared-memory
+    domain, ``Split_type(COMM_TYPE_SHARED)``: what MPI counts as one node), node-local rank
+    and size, and its CPU affinity (None where the OS cannot say)."""
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        leader = node.bcast(comm.Get_rank(), root=0)
+        mine = {"rank": comm.Get_rank(), "host": MPI.Get_processor_name(), "node": leader,
+                "local_rank": node.Get_rank(), "local_size": node.Get_size(),
+                "cpus": _cpu_affinity()}
+    finally:
+        node.Free()
+    rows = comm.gather(mine, root=0)
+    return rows if rows is not None else []
+
+
 def proportional_set_size() -> float:
     """This process's proportional set size in MiB (shared pages split among the processes
     that map them; summed over a node's ranks it is the node's memory), NaN off Linux."""
