@@ -498,3 +498,84 @@ def test_a_node_lost_mid_prepare_fails_the_job_and_a_resubmission_resumes(cluste
     st = json.loads(glasscam(["status", str(rd), "--json"]).stdout)
     assert [j["state"] for j in st["jobs"]] == [state, "COMPLETED"]
     assert st["stages"]["prepare"]["complete"]
+
+
+# -- the walltime continuation on the other node ------------------------------------------------
+
+# 1-node jobs of 2 ranks under a 1-minute limit, warned 50 s before it (Slurm's warning
+# came 15-35 s into such a job on 22.05: test_slurm.py); 40 runs of ~2 s need 2 jobs or more
+WALLTIME_PROFILE = """\
+partition = "local"
+nodes = 1
+ntasks_per_node = 2
+time = "00:01:00"
+signal_lead = 50
+launcher = "srun --mpi=pmi2"
+"""
+WALLTIME_TOML = TINY_TOML.replace("n_runs = 6", "n_runs = 40").replace("cooling_rate = 0.2",
+                                                                       "cooling_rate = 0.005")
+
+
+def _job_field(job: str, key: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", "--oneliner", job], capture_output=True,
+                         text=True).stdout
+    m = re.search(rf"(?:^|\s){key}=(\S*)", out)
+    return m.group(1) if m else ""
+
+
+def _set_node(node: str, state: str) -> None:
+    cmd = ["scontrol", "update", f"nodename={node}", f"state={state}"]
+    subprocess.run(cmd + (["reason=test: continuation elsewhere"] if state == "DRAIN" else []),
+                   check=True, capture_output=True)
+
+
+@pytest.mark.slow
+def test_walltime_continuation_runs_on_the_other_node_and_equals_mpiexec(cluster, tmp_path):
+    """A prepare stopped by the walltime warning continues in a new job; while a
+    continuation waits, the node of the job it continues is drained (as for maintenance),
+    so it starts on the other node and reads the shards the first node wrote. The chain
+    ends with the data of an uninterrupted mpiexec run."""
+    from glasscam_mpi.jobs import read_jobs
+
+    cfg, profile = tmp_path / "c.toml", tmp_path / "short.toml"
+    cfg.write_text(WALLTIME_TOML)
+    profile.write_text(WALLTIME_PROFILE)
+    ref = tmp_path / "ref"
+    glasscam(["prepare", "--config", str(cfg), "--run-dir", str(ref)], n=2)
+    rd = tmp_path / "run"
+    glasscam(["submit", "prepare", "--profile", str(profile), "--config", str(cfg),
+              "--run-dir", str(rd)])
+    drained: dict[str, str] = {}   # continuation job -> the node drained for it
+    last, t_last = None, time.time()
+    try:
+        while True:
+            jobs = read_jobs(rd)
+            states = {j["job"]: _job_state(j["job"]) for j in jobs}
+            for j in jobs:
+                before = j.get("continues")
+                if before and j["job"] not in drained and states[j["job"]] == "PENDING":
+                    node = _job_field(before, "BatchHost")
+                    if node:
+                        _set_node(node, "DRAIN")
+                        drained[j["job"]] = node
+                if j["job"] in drained and states[j["job"]] not in ("PENDING", ""):
+                    _set_node(drained.pop(j["job"]), "RESUME")
+            if jobs and all(s in ENDED for s in states.values()) and read_jobs(rd) == jobs:
+                break
+            now = (tuple(states.items()), _progress([rd]))
+            if now != last:
+                last, t_last = now, time.time()
+            assert time.time() - t_last < 180, f"no progress for 180 s: {states}"
+            time.sleep(0.1)   # a continuation may start ~1 s after it is recorded
+    finally:
+        for node in set(drained.values()):
+            _set_node(node, "RESUME")
+    chain = [j["job"] for j in read_jobs(rd)]
+    assert len(chain) >= 2, chain
+    hosts = [_job_field(j, "BatchHost") for j in chain]
+    for a, b, ha, hb in zip(chain, chain[1:], hosts, hosts[1:]):
+        assert (_job_field(a, "JobState"), _job_field(a, "ExitCode")) == ("FAILED", "75:0")
+        assert hb != ha, f"continuation {b} ran on {hb}, as {a} did"
+    assert _job_field(chain[-1], "JobState") == "COMPLETED"
+    assert set(hosts) == {"gcn1", "gcn2"}
+    assert_same_data(read_stage(ref / "prepare.h5"), read_stage(rd / "prepare.h5"))
