@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -216,7 +215,7 @@ def two_node_job(cluster, one_host, tmp_path_factory):
     cfg, ref = one_host
     base = tmp_path_factory.mktemp("twonode")
     rd, log = base / "run", base / "job.out"
-    lines = [f"export GLASSCAM_GPUS_PER_NODE=2",
+    lines = ["export GLASSCAM_GPUS_PER_NODE=2",
              srun("env", "--ranks"),
              srun("prepare", "--config", str(cfg), "--run-dir", str(rd)),
              srun("indicators", "--run-dir", str(rd)),

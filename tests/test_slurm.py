@@ -440,7 +440,8 @@ def _job_field(job: str, key: str) -> str:
 def run_dir_progress(run_dir: Path) -> tuple:
     """What changes while a run directory's jobs make progress: its task shards (every
     stage), the jobs recorded in jobs.json, and the size of its Slurm logs."""
-    shards = sum(1 for _ in (run_dir / "shards").rglob("*.npz")) if (run_dir / "shards").is_dir() else 0
+    folder = run_dir / "shards"
+    shards = sum(1 for _ in folder.rglob("*.npz")) if folder.is_dir() else 0
     logs = sum(p.stat().st_size for p in (run_dir / "logs").glob("slurm-*.out")) \
         if (run_dir / "logs").is_dir() else 0
     jobs = len(json.loads((run_dir / "jobs.json").read_text())) \

@@ -51,7 +51,7 @@ def pick_device(choice: str, comm) -> torch.device:
     if not torch.cuda.is_available():
         raise BackendError("device = 'cuda' but torch sees no CUDA GPU "
                            f"(torch {torch.__version__}); use device = 'auto' or 'cpu'")
-    n_gpus, source = gpus_per_node()
+    n_gpus, _ = gpus_per_node()
     if n_gpus > torch.cuda.device_count() or n_gpus == 0:
         raise BackendError(f"{GPUS_VARIABLE} = {n_gpus}, but torch sees "
                            f"{torch.cuda.device_count()} GPU(s) on this node; allowed: 1 to "
