@@ -38,6 +38,18 @@ written at the end.
     MPIEXEC="srun --mpi=pmi2" python benchmarks/scaling.py ...                 # under Slurm
 
 ``--quick`` (N = 256, short runs, one repeat) takes about 3 minutes at 1,2,4,8,16 ranks.
+
+Across nodes, ``--nodes K``: every rank count but the 1-rank baseline is spread evenly
+over K nodes (``srun -N K --ntasks-per-node=R/K``; hydra ``-ppn R/K`` over the hosts
+MPIEXEC names with ``-f``), and the ceiling is one node's (R/K pinned processes on the
+host running this script, the nodes taken as alike). Before measuring, ``glasscam env
+--ranks`` runs under each launch and the JSON records where the ranks landed
+(``placement``: host, node-local rank, CPUs), the launch words (``launch``), the MPI
+library and device (``mpi_library``) and ``UCX_TLS``; a launch whose ranks do not land on
+K hosts is refused. Inside a 2-node job of ``hpc/slurm/localcluster.sh --nodes 2``::
+
+    MPIEXEC="srun --mpi=pmi2" python benchmarks/scaling.py --nodes 2 --quick --ranks 1,2,4 \
+        --stages prepare --bind both
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -76,11 +89,47 @@ def config_text(n: int, quick: bool, runs: int, replicas: int = 1) -> str:
 
 # -- the farm --------------------------------------------------------------------------------
 
-def launcher(bind: bool) -> list[str]:
+def layout(ranks: int, nodes: int) -> tuple[int, int]:
+    """(nodes, ranks per node) of a run: the 1-rank baseline on one node, every other rank
+    count spread evenly over ``nodes`` (``--nodes``)."""
+    return (1, 1) if ranks == 1 else (nodes, ranks // nodes)
+
+
+def launcher(bind: bool, ranks: int = 1, nodes: int = 1) -> list[str]:
+    """The launcher words before ``-n RANKS``: MPIEXEC, with ``--nodes`` > 1 the placement
+    (srun: ``-N NODES --ntasks-per-node=R``; MPICH's hydra: ``-ppn R`` over the hosts that
+    MPIEXEC names with -f or -hosts), and the core binding."""
     base = shlex.split(os.environ.get("MPIEXEC", "mpiexec"))
+    srun = Path(base[0]).name == "srun"
+    if nodes > 1:
+        n_nodes, per = layout(ranks, nodes)
+        base += ["-N", str(n_nodes), f"--ntasks-per-node={per}"] if srun else ["-ppn", str(per)]
     if not bind:
         return base
-    return base + (["--cpu-bind=cores"] if Path(base[0]).name == "srun" else ["-bind-to", "core"])
+    return base + (["--cpu-bind=cores"] if srun else ["-bind-to", "core"])
+
+
+def placement(ranks: int, args, bind: bool) -> list[dict]:
+    """Where the ranks of one launch run (``glasscam env --ranks`` under the same launcher):
+    per rank its host, node-local rank and CPUs. Refuses a launch whose ranks do not
+    land on the nodes asked for."""
+    cmd = [*launcher(bind, ranks, args.nodes), "-n", str(ranks), sys.executable, "-m",
+           "glasscam_mpi.cli", "env", "--ranks"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"scaling: {' '.join(cmd)} failed ({proc.returncode}):\n"
+                         f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    rows = [dict(zip(("rank", "host", "local_rank", "cpus"), (int(m[0]), m[1], int(m[2]), m[3])))
+            for m in re.findall(r"^rank +(\d+) of \d+: host (\S+), node-local rank (\d+) of "
+                                r"\d+, cpus (\S+), gpu \S+$", proc.stdout, re.M)]
+    hosts = sorted({r["host"] for r in rows})
+    want = layout(ranks, args.nodes)[0]
+    if len(rows) != ranks or len(hosts) != want:
+        raise SystemExit(f"scaling: {ranks} rank(s) were to run on {want} node(s), but "
+                         f"{' '.join(cmd)} put {len(rows)} on {len(hosts)} host(s) "
+                         f"({', '.join(hosts)}); give MPIEXEC the hosts (hydra: -f HOSTFILE) "
+                         "or run inside a Slurm allocation of --nodes nodes")
+    return rows
 
 
 def run_farm(stage: str, ranks: int, tasks: int, args, base: Path, bind: bool,
@@ -95,7 +144,8 @@ def run_farm(stage: str, ranks: int, tasks: int, args, base: Path, bind: bool,
         (work / "run").mkdir()
         shutil.copy(base / "prepare.h5", work / "run" / "prepare.h5")
         shutil.copy(base / "config.toml", work / "run" / "config.toml")
-    cmd = [*launcher(bind), "-n", str(ranks), sys.executable, "-m", "glasscam_mpi.cli", stage,
+    cmd = [*launcher(bind, ranks, args.nodes), "-n", str(ranks), sys.executable, "-m",
+           "glasscam_mpi.cli", stage,
            "--config", str(cfg), "--run-dir", str(work / "run")]
     env = {**os.environ, **({"GLASSCAM_FARM_POLL": repr(poll)} if poll else {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
@@ -138,8 +188,11 @@ def cores(k: int) -> list[int]:
     return allowed[:k]
 
 
-def run_ceiling(stage: str, k: int, args, base: Path, engine: str) -> dict:
-    """``k`` pinned worker processes started together; seconds until the last ends."""
+def run_ceiling(stage: str, k: int, args, base: Path, engine: str, per: int | None = None
+                ) -> dict:
+    """``k`` pinned worker processes started together; seconds until the last ends. With
+    ``--nodes`` > 1, ``k`` is the ranks per node of a run of ``per`` ranks: the ceiling is
+    one node's (on the host running this script), the nodes taken as alike."""
     work = Path(tempfile.mkdtemp(dir=args.workdir, prefix=f"ceiling-{stage}-{k}-"))
     procs = []
     for j, core in enumerate(cores(k)):
@@ -166,7 +219,7 @@ def run_ceiling(stage: str, k: int, args, base: Path, engine: str) -> dict:
     start = min(s["start"] for s in stamps)
     each = [s["end"] - s["start"] for s in stamps]
     return {"seconds": max(s["end"] for s in stamps) - start, "seconds_each": each,
-            "tasks": sum(s["tasks"] for s in stamps)}
+            "tasks": sum(s["tasks"] for s in stamps), "processes": k}
 
 
 def worker(args) -> None:
@@ -264,6 +317,16 @@ def prepared_base(args) -> Path:
                     "prepare", "--config", str(base / "config.toml"), "--run-dir",
                     str(base / "run")], check=True, capture_output=True, cwd=ROOT)
     return base / "run"
+
+
+def mpi_library() -> str:
+    """The MPI library and, for MPICH, its device (ch4:ucx, ch4:ofi: the transport layer)."""
+    out = subprocess.run([sys.executable, "-c", "from mpi4py import MPI; "
+                          "print(MPI.Get_library_version())"], capture_output=True, text=True)
+    text = out.stdout
+    version = text.strip().splitlines()[0].strip() if text.strip() else "?"
+    device = re.search(r"MPICH Device:\s*(\S+)", text)
+    return version + (f" ({device.group(1)})" if device else "")
 
 
 def median(xs):
@@ -365,6 +428,10 @@ def main() -> None:
     ap.add_argument("--ranks", default=None,
                     help="comma-separated rank counts, starting at 1 (default: 1, 2, 4, ... up "
                          "to the cores allowed here)")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="spread every rank count but the 1-rank baseline evenly over this "
+                         "many nodes (srun -N K --ntasks-per-node; hydra -ppn over MPIEXEC's "
+                         "-f/-hosts); the rank counts must be multiples of it (default 1)")
     ap.add_argument("--stages", default="prepare,propensity",
                     help="comma-separated: prepare, propensity (default both)")
     ap.add_argument("--modes", default=None,
@@ -415,8 +482,17 @@ def main() -> None:
     if args.tasks_per_rank < 1:
         raise SystemExit(f"scaling: --tasks-per-rank {args.tasks_per_rank}: must be >= 1")
     n_cores = len(os.sched_getaffinity(0))
+    if args.nodes < 1:
+        raise SystemExit(f"scaling: --nodes {args.nodes}: must be >= 1")
     ranks = ranks_list(args.ranks) if args.ranks else \
-        [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n_cores]
+        [1] + [args.nodes * k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n_cores
+               and args.nodes * k > 1]
+    odd = [k for k in ranks[1:] if k % args.nodes]
+    if odd:
+        raise SystemExit(f"scaling: --ranks {','.join(map(str, ranks))} with --nodes "
+                         f"{args.nodes}: {','.join(map(str, odd))} cannot be spread evenly over "
+                         f"{args.nodes} nodes; use multiples of {args.nodes} (and 1, the "
+                         "baseline on one node)")
     args.repeats = args.repeats or (1 if args.quick else 3)
     strong_tasks = args.strong_tasks or max(4, ranks[-1])
     if strong_tasks < 3:
@@ -438,6 +514,8 @@ def main() -> None:
 
     out = {"benchmark": "scaling", "host": os.uname().nodename, "cores_allowed": n_cores,
            "launcher": os.environ.get("MPIEXEC", "mpiexec"), "ranks": ranks,
+           "nodes": args.nodes, "mpi_library": mpi_library(),
+           "ucx_tls": os.environ.get("UCX_TLS", "(unset: UCX picks)"),
            "n_particles": args.n, "quick": args.quick, "tasks_per_rank": args.tasks_per_rank,
            "strong_tasks": strong_tasks, "repeats": args.repeats,
            "ceiling_engine": engine, "ceiling_lmp": lmp if engine == "lmp" else None,
@@ -450,6 +528,12 @@ def main() -> None:
         summarize(out)
         out_path.write_text(json.dumps(out, indent=2) + "\n")
 
+    # where the ranks land, per rank count and binding: hosts, node-local ranks, CPUs
+    out["placement"] = {str(k): {("bound" if b else "unbound"): placement(k, args, b)
+                                 for b in binds} for k in ranks}
+    out["launch"] = {str(k): {("bound" if b else "unbound"): " ".join(launcher(b, k, args.nodes))
+                              + f" -n {k}" for b in binds} for k in ranks}
+    save()
     base = prepared_base(args) if "propensity" in stages else None
     t_start = time.time()
     for stage in stages:
@@ -471,7 +555,8 @@ def main() -> None:
                         jobs.append((f"strong_{tag}", lambda b=bind: run_farm(
                             stage, k, strong_tasks, args, base, b)))
                 if engine != "none" and "weak" in modes:
-                    jobs.append(("ceiling", lambda: run_ceiling(stage, k, args, base, engine)))
+                    jobs.append(("ceiling", lambda: run_ceiling(
+                        stage, layout(k, args.nodes)[1], args, base, engine, per=k)))
                 for key, job in jobs:
                     m = job()
                     raw.setdefault(key, {}).setdefault(str(k), []).append(m)

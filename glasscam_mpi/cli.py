@@ -164,7 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved, validated configuration as TOML")
     _config_args(p)
 
-    sub.add_parser("env", help="describe the MPI / parallel HDF5 / LAMMPS / torch stack")
+    p = sub.add_parser("env", help="describe the MPI / parallel HDF5 / LAMMPS / torch stack",
+                       description="Describe the software stack; with --ranks (under "
+                                   "mpiexec/srun), where every rank runs: host, node-local "
+                                   "rank, CPU binding and the GPU it would take (node-local "
+                                   "rank modulo the node's GPUs; GLASSCAM_GPUS_PER_NODE sets "
+                                   "that count, e.g. to check a GPU allocation from elsewhere).")
+    p.add_argument("--ranks", action="store_true",
+                   help="one line per rank (printed by rank 0): host, node-local rank, CPUs, "
+                        "GPU index; then the hosts and any warnings. Run it in the job's "
+                        "allocation, with the job's launcher, before a big run.")
     return parser
 
 
@@ -346,8 +355,16 @@ def _cmd_config(args, comm) -> int:
 
 
 def _cmd_env(args, comm) -> int:
-    from glasscam_mpi.env import check_stack
+    from glasscam_mpi.env import check_stack, format_placement, gpus_per_node
 
+    if args.ranks:
+        from glasscam_mpi.parallel import bcast_from_root, placement
+
+        bcast_from_root(comm, gpus_per_node)   # a bad GLASSCAM_GPUS_PER_NODE: one clear error
+        rows = placement(comm)
+        if comm.Get_rank() == 0:
+            print(format_placement(rows), flush=True)
+        return 0
     if comm.Get_rank() == 0:
         for key, value in check_stack().items():
             print(f"{key:>10}: {value}")

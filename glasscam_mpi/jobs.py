@@ -177,7 +177,11 @@ def status(run_dir: Path | str, runner: Runner = subprocess.run) -> dict:
     for j in jobs:
         s = slurm_state(j["job"], runner)
         entry = {**j, **s}
-        if s["exit_code"] == EXIT_NOT_FINISHED:
+        if s["state"] == "NODE_FAIL":
+            entry["note"] = ("a node of the job failed or was lost (NODE_FAIL): the tasks "
+                             "finished before are kept as shards; submit the stage again "
+                             "to resume")
+        elif s["exit_code"] == EXIT_NOT_FINISHED:
             entry["note"] = (f"not finished (exit {EXIT_NOT_FINISHED}): continued as job "
                              f"{continued[j['job']]}" if j["job"] in continued else
                              f"not finished (exit {EXIT_NOT_FINISHED}), no continuation recorded")

@@ -12,7 +12,8 @@ on 2 cores that is 2 workers instead of 1. Workers report each finished task wit
 next request, so rank 0 can show progress (done / total, rate, ETA) for the whole job.
 
 With ``ranks_per_task`` = k > 1 (:class:`TaskGroups`), ``COMM_WORLD`` is split into groups
-of k consecutive ranks; the groups' leaders (group rank 0) form the farm's communicator,
+of k ranks of one host where possible (:func:`host_groups`); the groups' leaders (group
+rank 0) form the farm's communicator,
 and each leader hands the task index it gets to its group, which runs the task together
 (one LAMMPS instance on the group's communicator). Only the leader writes the result.
 On an oversubscribed node the groups are spread over the cores (:func:`spread_groups`).
@@ -254,8 +255,31 @@ def dispatcher_poll() -> float:
 _said: set[str] = set()
 
 
+def host_groups(hosts: Sequence[str], k: int) -> list[list[int]]:
+    """The task groups of k ranks, given each rank's host (``hosts[r]``): the placement rule.
+
+    Ranks are taken host by host (hosts in the order of their lowest rank, each host's
+    ranks in rank order) and cut into groups of k. So a group spans hosts only where it
+    cannot be avoided: when a host's rank count is not a multiple of k, its last ranks
+    join the first ranks of the next host. Under block placement (``srun``'s default,
+    ``mpiexec -ppn``) these are the groups of k consecutive ranks; under round-robin
+    placement (``srun --distribution=cyclic``, a hydra host list of ``host:1`` entries)
+    consecutive ranks alternate between hosts, and groups of consecutive ranks would put
+    every LAMMPS instance across the network. A group's leader is its lowest rank; rank 0
+    leads the first group.
+    """
+    if k < 1 or len(hosts) % k:
+        raise ValueError(f"{len(hosts)} ranks cannot be split into groups of {k}")
+    by_host: dict[str, list[int]] = {}
+    for r, host in enumerate(hosts):
+        by_host.setdefault(host, []).append(r)
+    order = [r for ranks in by_host.values() for r in ranks]
+    return [order[i:i + k] for i in range(0, len(order), k)]
+
+
 class TaskGroups:
-    """``comm`` split into groups of ``k`` consecutive ranks that each run one task at a time.
+    """``comm`` split into groups of ``k`` ranks that each run one task at a time, the ranks
+    of a group on one host wherever the placement allows it (:func:`host_groups`).
 
     ``group``: this rank's group communicator (size k); ``leaders``: the communicator of the
     group leaders (``None`` on the other ranks), on which the :class:`TaskFarm` runs, its
@@ -274,12 +298,14 @@ class TaskGroups:
         if k < 1 or size % k:
             raise ValueError(f"{size} ranks cannot be split into groups of {k}")
         self.k = k
-        self.group = comm.Split(rank // k, rank)
+        self._affinity = _cpu_affinity()
+        seen = comm.allgather((MPI.Get_processor_name(), self._affinity))
+        self.groups = host_groups([host for host, _ in seen], k)
+        color = next(g for g, members in enumerate(self.groups) if rank in members)
+        self.group = comm.Split(color, rank)
         self.leader = self.group.Get_rank() == 0
         leaders = comm.Split(0 if self.leader else MPI.UNDEFINED, rank)
         self.leaders = None if leaders == MPI.COMM_NULL else leaders
-        self._affinity = _cpu_affinity()
-        seen = comm.allgather((MPI.Get_processor_name(), self._affinity))
         pins, note = spread_groups(seen, k)
         if pins[rank] is not None:
             os.sched_setaffinity(0, {pins[rank]})
@@ -334,7 +360,8 @@ def spread_groups(seen: Sequence[tuple[str, tuple[int, ...] | None]], k: int
                   ) -> tuple[list[int | None], str]:
     """Where to pin each rank so that the ranks of one task group never share a core.
 
-    ``seen[r]`` is rank r's (host, CPU affinity); groups are k consecutive ranks. MPICH
+    ``seen[r]`` is rank r's (host, CPU affinity); groups are those of :func:`host_groups`
+    (k consecutive ranks of one host, in rank order, wherever possible). MPICH
     (ch4) busy-waits in ``MPI_Wait`` without yielding the core, so two ranks of one LAMMPS
     instance on one core exchange each message only when the scheduler switches them: a
     job of 3 s then takes 30 times as long or more (measured: 4 ranks, groups of 2, on 2
@@ -344,10 +371,13 @@ def spread_groups(seen: Sequence[tuple[str, tuple[int, ...] | None]], k: int
 
     Returns one CPU (or None: leave the rank as it is) per rank, and a note for the user
     ("" when nothing was wrong): on an oversubscribed host whose ranks are unbound, its
-    ranks are pinned round-robin over its CPUs in rank order, so the k consecutive ranks
-    of a group land on k different cores whenever k <= the host's cores.
+    ranks are pinned round-robin over its CPUs in rank order, so the k ranks of a group
+    (consecutive among the host's ranks) land on k different cores whenever k <= the
+    host's cores.
     """
     pins: list[int | None] = [None] * len(seen)
+    group_of = {r: members for members in host_groups([h for h, _ in seen], k)
+                for r in members}
     by_host: dict[str, list[int]] = {}
     for r, (host, _) in enumerate(seen):
         by_host.setdefault(host, []).append(r)
@@ -360,7 +390,7 @@ def spread_groups(seen: Sequence[tuple[str, tuple[int, ...] | None]], k: int
         if len(ranks) <= len(cpus):
             continue  # one core per rank is possible: the scheduler spreads them
         unbound = all(a == tuple(cpus) for a in sets)
-        shared = [r for r in ranks if _shares_a_core(seen, r, k)]
+        shared = [r for r in ranks if _shares_a_core(seen, r, group_of[r])]
         if unbound:
             for j, r in enumerate(ranks):
                 pins[r] = cpus[j % len(cpus)]
@@ -380,12 +410,11 @@ def spread_groups(seen: Sequence[tuple[str, tuple[int, ...] | None]], k: int
                   "--cpu-bind=cores)." % (k, "; ".join(notes)))
 
 
-def _shares_a_core(seen, r: int, k: int) -> bool:
+def _shares_a_core(seen, r: int, group: Sequence[int]) -> bool:
     """Whether rank r is bound to a single core that another rank of its group is bound to."""
-    g0 = r - r % k
     mine = seen[r][1]
     return len(mine) == 1 and any(seen[q][1] == mine and seen[q][0] == seen[r][0]
-                                  for q in range(g0, min(g0 + k, len(seen))) if q != r)
+                                  for q in group if q != r)
 
 
 def injected(variable: str, stage: str) -> set[int]:
@@ -521,6 +550,25 @@ class NodeShared:
             self.win.Free()
             self.win = None
         self.node.Free()
+
+
+def placement(comm) -> list[dict]:
+    """Where every rank of ``comm`` runs (collective; the list on rank 0, [] elsewhere):
+    rank, host (``MPI.Get_processor_name``), ``node`` (the lowest rank of its shared-memory
+    domain, ``Split_type(COMM_TYPE_SHARED)``: what MPI counts as one node), node-local rank
+    and size, and its CPU affinity (None where the OS cannot say)."""
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        leader = node.bcast(comm.Get_rank(), root=0)
+        mine = {"rank": comm.Get_rank(), "host": MPI.Get_processor_name(), "node": leader,
+                "local_rank": node.Get_rank(), "local_size": node.Get_size(),
+                "cpus": _cpu_affinity()}
+    finally:
+        node.Free()
+    rows = comm.gather(mine, root=0)
+    return rows if rows is not None else []
 
 
 def proportional_set_size() -> float:

@@ -139,16 +139,23 @@ def start_glasscam(args: list[str], n: int) -> subprocess.Popen:
 
 
 def wait_for_shards(run_dir: Path, stage: str, k: int, proc: subprocess.Popen,
-                    timeout: float = 120) -> None:
-    """Wait until ``stage`` has at least k finished task shards in ``run_dir``."""
+                    stall: float = 120) -> None:
+    """Wait until ``stage`` has at least k finished task shards in ``run_dir``. Bounded by
+    progress: fails when the process ended first, or when no new shard came for ``stall``
+    seconds (since the start or the last new shard), not after a fixed total time."""
     shard_dir = run_dir / "shards" / stage
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if shard_dir.is_dir() and len([p for p in shard_dir.iterdir() if ".ok." in p.name]) >= k:
+    seen, t_last = -1, time.time()
+    while True:
+        n = len([p for p in shard_dir.iterdir() if ".ok." in p.name]) if shard_dir.is_dir() else 0
+        if n >= k:
             return
+        if n != seen:
+            seen, t_last = n, time.time()
+        elif time.time() - t_last > stall:
+            raise AssertionError(f"{stage}: {n} of the {k} shards waited for, and no new one "
+                                 f"for {stall} s")
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-    raise AssertionError(f"{stage}: fewer than {k} shards after {timeout} s")
 
 
 @pytest.fixture

@@ -58,3 +58,21 @@ def test_set_alone_changes_the_saved_config_of_a_run_directory(tmp_path):
     res = glasscam(["train", "--run-dir", str(rd), "--set", "system.n_particles=300"],
                    check=False)
     assert res.returncode == 2 and "[system].n_particles: 200 -> 300" in res.stderr
+
+
+@pytest.mark.mpi
+def test_env_ranks_prints_every_rank_and_refuses_a_bad_gpu_count():
+    """One host, 2 ranks, 3 GPUs per node (set, as on a GPU node seen from elsewhere):
+    node-local ranks 0 and 1 take GPUs 0 and 1. Across hosts: test_multinode.py."""
+    import re
+    import socket
+
+    out = glasscam(["env", "--ranks"], n=2, env={"GLASSCAM_GPUS_PER_NODE": "3"}).stdout
+    rows = re.findall(r"^rank +(\d) of 2: host (\S+), node-local rank (\d) of 2, cpus \S+, "
+                      r"gpu (\S+)$", out, re.M)
+    assert rows == [("0", socket.gethostname(), "0", "0"), ("1", socket.gethostname(), "1", "1")]
+    assert "1 host(s), 2 rank(s); 3 GPU(s) per node (GLASSCAM_GPUS_PER_NODE)" in out
+    res = glasscam(["env", "--ranks"], n=2, env={"GLASSCAM_GPUS_PER_NODE": "two"}, check=False)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("glasscam env: error: GLASSCAM_GPUS_PER_NODE = 'two': allowed: "
+                            "an integer >= 0") == 1

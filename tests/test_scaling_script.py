@@ -88,6 +88,26 @@ def test_bad_options_name_the_option_and_what_is_allowed(tmp_path):
     assert "prepare, propensity" in proc.stderr
     proc = scaling(tmp_path, "--ranks", "1,x")
     assert proc.returncode != 0 and "comma-separated integers" in proc.stderr
+    proc = scaling(tmp_path, "--nodes", "2", "--ranks", "1,2,3")
+    assert proc.returncode != 0 and ("--ranks 1,2,3 with --nodes 2: 3 cannot be spread evenly "
+                                     "over 2 nodes") in proc.stderr
+    proc = scaling(tmp_path, "--nodes", "0")
+    assert proc.returncode != 0 and "--nodes 0: must be >= 1" in proc.stderr
+
+
+def test_nodes_spread_every_rank_count_but_the_baseline(monkeypatch):
+    """The launcher words of --nodes 2: srun -N/--ntasks-per-node, hydra -ppn; the 1-rank
+    baseline on one node. (Run across the namespace cluster: README, "Across nodes".)"""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scaling as sc
+
+    monkeypatch.setenv("MPIEXEC", "srun --mpi=pmi2")
+    assert sc.launcher(False, 1, 2) == ["srun", "--mpi=pmi2", "-N", "1", "--ntasks-per-node=1"]
+    assert sc.launcher(True, 4, 2) == ["srun", "--mpi=pmi2", "-N", "2", "--ntasks-per-node=2",
+                                       "--cpu-bind=cores"]
+    assert sc.launcher(False, 4, 1) == ["srun", "--mpi=pmi2"]
+    monkeypatch.setenv("MPIEXEC", "mpiexec -f hosts")
+    assert sc.launcher(True, 4, 2) == ["mpiexec", "-f", "hosts", "-ppn", "2", "-bind-to", "core"]
 
 
 def test_dispatcher_poll_knob(monkeypatch):

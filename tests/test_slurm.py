@@ -32,6 +32,7 @@ HOSTILE = """a b;touch pwned'"$(touch pwned)"%j"""
 
 @pytest.mark.parametrize("stage, profile, run_dir, golden", [
     ("prepare", "generic", "/scratch/kam", "prepare.generic.sbatch"),
+    ("prepare", "local2", "/scratch/kam", "prepare.local2.sbatch"),
     ("prepare", "local", f"/scratch/group dir/{HOSTILE}", "prepare.local.hostile.sbatch"),
     ("train", "generic", f"/scratch/group dir/{HOSTILE}", "train.generic.hostile.sbatch"),
     ("analyze", "generic", "/scratch/kam", "analyze.generic.sbatch"),
@@ -240,9 +241,11 @@ def test_dry_run_refuses_a_bad_config(tmp_path):
     assert not (tmp_path / "r" / "jobs").exists()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_slurm(tmp_path_factory):
-    """A real single-node Slurm for this test session (hpc/slurm/localcluster.sh).
+    """A real single-node Slurm for this file's tests (hpc/slurm/localcluster.sh); module
+    scope, so that test_multinode.py's 2-node cluster (the same ports: one Slurm per
+    machine) can start after it in the same session.
 
     Fails, saying what is missing, where it cannot start; GLASSCAM_SKIP_SLURM=1 skips."""
     if os.environ.get("GLASSCAM_SKIP_SLURM", "") not in ("", "0"):
@@ -434,13 +437,27 @@ def _job_field(job: str, key: str) -> str:
     return next(w.split("=", 1)[1] for w in out.split() if w.startswith(f"{key}="))
 
 
-def _wait_for_chain(run_dir: Path, timeout: float = 480) -> list[dict]:
+def run_dir_progress(run_dir: Path) -> tuple:
+    """What changes while a run directory's jobs make progress: its task shards (every
+    stage), the jobs recorded in jobs.json, and the size of its Slurm logs."""
+    folder = run_dir / "shards"
+    shards = sum(1 for _ in folder.rglob("*.npz")) if folder.is_dir() else 0
+    logs = sum(p.stat().st_size for p in (run_dir / "logs").glob("slurm-*.out")) \
+        if (run_dir / "logs").is_dir() else 0
+    jobs = len(json.loads((run_dir / "jobs.json").read_text())) \
+        if (run_dir / "jobs.json").exists() else 0
+    return shards, jobs, logs
+
+
+def _wait_for_chain(run_dir: Path, stall: float = 240) -> list[dict]:
     """Wait until every job recorded in run_dir/jobs.json has ended (continuations
-    included); returns the record."""
+    included); returns the record. Bounded by progress, not by the wall clock: it fails
+    when the chain is broken (a job waits for one that failed) or when nothing moved
+    (no new shard, job or log line) for ``stall`` seconds, however slow the machine."""
     from glasscam_mpi.jobs import ENDED, read_jobs, slurm_state
 
-    t0 = time.time()
-    while time.time() - t0 < timeout:
+    last, t_last = None, time.time()
+    while True:
         jobs = read_jobs(run_dir)
         found = [slurm_state(j["job"]) for j in jobs]
         states = [f["state"] for f in found]
@@ -448,9 +465,14 @@ def _wait_for_chain(run_dir: Path, timeout: float = 480) -> list[dict]:
         assert not stuck, f"jobs {stuck} wait for a job that failed: the chain is broken"
         if jobs and all(s in ENDED for s in states) and read_jobs(run_dir) == jobs:
             return jobs
+        now = (run_dir_progress(run_dir), tuple(states))
+        if now != last:
+            last, t_last = now, time.time()
+        elif time.time() - t_last > stall:
+            raise AssertionError(f"the chain in {run_dir} made no progress (no new shard, job, "
+                                 f"state or log line) for {stall} s: "
+                                 f"{list(zip([j['job'] for j in jobs], states))}")
         time.sleep(1)
-    raise AssertionError(f"the chain in {run_dir} did not end in {timeout} s: "
-                         f"{list(zip([j['job'] for j in jobs], states))}")
 
 
 @pytest.mark.slurm

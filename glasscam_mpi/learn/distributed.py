@@ -57,13 +57,22 @@ def local_rank(comm) -> int:
 
 
 def pick_device(choice: str, comm) -> torch.device:
-    """``auto``: this rank's GPU (local rank modulo the GPU count) when CUDA exists, else CPU."""
+    """``auto``: this rank's GPU when CUDA exists, else CPU. The GPU is the node-local
+    rank modulo the node's GPU count (:func:`glasscam_mpi.env.gpu_index`, what ``glasscam
+    env --ranks`` prints); ``GLASSCAM_GPUS_PER_NODE`` may lower that count, not raise it."""
+    from glasscam_mpi.env import GPUS_VARIABLE, gpu_index, gpus_per_node
+
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise BackendError("device = 'cuda' but torch sees no CUDA GPU "
                            f"(torch {torch.__version__}); use device = 'auto' or 'cpu'")
-    index = local_rank(comm) % torch.cuda.device_count()
+    n_gpus, _ = gpus_per_node()
+    if n_gpus > torch.cuda.device_count() or n_gpus == 0:
+        raise BackendError(f"{GPUS_VARIABLE} = {n_gpus}, but torch sees "
+                           f"{torch.cuda.device_count()} GPU(s) on this node; allowed: 1 to "
+                           f"{torch.cuda.device_count()}, or unset")
+    index = gpu_index(local_rank(comm), n_gpus)
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 
