@@ -85,7 +85,7 @@ def test_member_table5_rows_pool_at_common_delta_like_the_main_summary():
     each temperature's pooled curve, 'all T' the temperature with the largest; xi_best the
     xi with the largest 'all T' C^max. Checked against the pooling module directly."""
     from glasscam_mpi.analysis.pooling import curve_max_edge, pool_at_common_delta
-    from glasscam_mpi.stages.analyze_members import table5_rows
+    from glasscam_mpi.stages.analyze_members import pooled_table5
 
     rng = np.random.default_rng(3)
     xis = np.array([0.0, 1.0, 2.0])
@@ -94,7 +94,7 @@ def test_member_table5_rows_pool_at_common_delta_like_the_main_summary():
     corr = rng.uniform(-0.2, 0.9, (n_c, n_T, d_t, F, len(xis)))
     delta[1, 1, 7:] = np.nan                                     # a stopped ensemble
     corr[1, 1, 7:] = np.nan
-    cmax, dstar, xi_best, t5, t5_edge = table5_rows(corr, delta, xis)
+    cmax, dstar, xi_best, t5, t5_edge = pooled_table5(corr, delta, xis)
     edges = np.zeros((F, len(xis), n_T), np.int8)
     assert cmax.shape == (F, 3, n_T + 1) and t5.shape == (F, n_T + 1, 3)
     for f in range(F):

@@ -17,6 +17,8 @@ so each pooled point is a mean over all configurations at the same delta.
   (sample std, ddof 1) and count.
 * :func:`curve_max_edge`: C^max, delta* and whether the maximum is at the first or last
   point of the data (then it is a bound, not a maximum).
+* :func:`pool_temperatures`, :func:`maxima`, :func:`table5_rows`: Table 5 from the
+  per-record correlations of every field, as the summary and the ensemble members use it.
 """
 
 from __future__ import annotations
@@ -173,3 +175,85 @@ def scan_edge(values, best: float) -> int:
     if best <= v.min():
         return EDGE_FIRST
     return EDGE_NONE
+
+
+def pool_temperatures(delta, corr):
+    """Every temperature's curves pooled over configurations at common delta.
+
+    Args:
+        delta: (n_c, n_T, d_t) delta(t) per ensemble (NaN: not recorded / not analysed).
+        corr: (n_c, n_T, d_t, X, m) C_{X,Delta} of field X at xi_a at each record.
+
+    Returns:
+        curves (X, m, n_T, G), their spread over configurations (X, m, n_T, G), the grid
+        (n_T, G) and the configurations pooled per temperature (n_T,); each temperature's
+        grid (:func:`common_log_grid`) padded with NaN to the longest, G.
+    """
+    delta = np.asarray(delta, dtype=float)
+    corr = np.asarray(corr, dtype=float)
+    n_T, (n_X, m) = delta.shape[1], corr.shape[3:]
+    pooled = [pool_at_common_delta(delta[:, k], corr[:, k]) for k in range(n_T)]
+    G = max([1] + [len(p[0]) for p in pooled])
+    curves = np.full((n_X, m, n_T, G), np.nan)
+    spread = np.full((n_X, m, n_T, G), np.nan)
+    grid = np.full((n_T, G), np.nan)
+    for k, (g, mean, std, _) in enumerate(pooled):
+        grid[k, :len(g)] = g
+        curves[:, :, k, :len(g)] = mean.transpose(1, 2, 0)
+        spread[:, :, k, :len(g)] = std.transpose(1, 2, 0)
+    n_pooled = np.isfinite(delta).any(axis=-1).sum(axis=0).astype(np.int64)
+    return curves, spread, grid, n_pooled
+
+
+def maxima(grid, curves):
+    """C^max, delta* and the edge flag of every pooled curve, per temperature and for all
+    temperatures together (the temperature with the largest C^max: the paper plots every
+    temperature's points together and takes the largest).
+
+    Args:
+        grid: (n_T, G) the pooled delta of each temperature (NaN padded).
+        curves: (X, m, n_T, G) the pooled curves.
+
+    Returns:
+        cmax, delta_star (X, m, n_T + 1) float and edge (X, m, n_T + 1) int8
+        (:func:`curve_max_edge`); the last column is all temperatures.
+    """
+    n_X, m, n_T = curves.shape[:3]
+    cmax = np.full((n_X, m, n_T + 1), np.nan)
+    dstar = np.full((n_X, m, n_T + 1), np.nan)
+    edge = np.zeros((n_X, m, n_T + 1), np.int8)
+    for x in range(n_X):
+        for a in range(m):
+            for k in range(n_T):
+                cmax[x, a, k], dstar[x, a, k], edge[x, a, k] = curve_max_edge(
+                    grid[k], curves[x, a, k])
+            if np.isfinite(cmax[x, a, :n_T]).any():
+                k = int(np.nanargmax(cmax[x, a, :n_T]))
+                cmax[x, a, n_T], dstar[x, a, n_T] = cmax[x, a, k], dstar[x, a, k]
+                edge[x, a, n_T] = edge[x, a, k]
+    return cmax, dstar, edge
+
+
+def table5_rows(cmax, dstar, edge, xis):
+    """Each field's row of Table 5 at the xi that maximises its all-temperature C^max.
+
+    Args:
+        cmax, dstar, edge: (X, m, n_T + 1) from :func:`maxima`.
+        xis: (m,) the xi scan.
+
+    Returns:
+        xi_best (X,) (NaN for a field with no finite C^max), table5 (X, n_T + 1, 3)
+        [C^max, delta*, xi] and its edge flags (X, n_T + 1) int8.
+    """
+    xis = np.asarray(xis, dtype=float)
+    n_X, _, n_T1 = cmax.shape
+    xi_best = np.full(n_X, np.nan)
+    table5 = np.full((n_X, n_T1, 3), np.nan)
+    t5_edge = np.zeros((n_X, n_T1), np.int8)
+    for x in range(n_X):
+        if np.isfinite(cmax[x, :, -1]).any():
+            a = int(np.nanargmax(cmax[x, :, -1]))
+            xi_best[x] = xis[a]
+            table5[x, :, 0], table5[x, :, 1], table5[x, :, 2] = cmax[x, a], dstar[x, a], xis[a]
+            t5_edge[x] = edge[x, a]
+    return xi_best, table5, t5_edge

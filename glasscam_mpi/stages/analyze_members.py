@@ -5,7 +5,7 @@ Written by analyze's reduce on rank 0 after :mod:`glasscam_mpi.stages.analyze_su
 when gradcam.h5 holds a seed ensemble (``dynamics/corr_members``). Additive: the rest of
 the summary is untouched; ``gamma`` there is the ensemble's field.
 
-The member rows and the ensemble row are pooled by :func:`table5_rows` exactly as the main
+The member rows and the ensemble row are pooled by :func:`pooled_table5` exactly as the main
 summary pools Table 5 (its own pooling function), so the ensemble's row equals
 ``summary/table5``'s Gamma row and members and ensemble are compared like with like.
 
@@ -34,7 +34,7 @@ import numpy as np
 from glasscam_mpi.learn.ensemble import SPREAD, spread
 
 
-def table5_rows(corr: np.ndarray, delta: np.ndarray, xis: np.ndarray):
+def pooled_table5(corr: np.ndarray, delta: np.ndarray, xis: np.ndarray):
     """C^max and delta* of several Gamma fields against the propensity, pooled exactly as
     the main summary pools Table 5 (:mod:`glasscam_mpi.stages.analyze_summary`: the
     configurations at common delta, the maximum of each temperature's curve, and for all
@@ -51,34 +51,14 @@ def table5_rows(corr: np.ndarray, delta: np.ndarray, xis: np.ndarray):
         table5_edge (F, n_T + 1) int8 (1: delta* at the last delta reached, a lower bound;
         -1 at the first; 0 inside).
     """
-    from glasscam_mpi.analysis.pooling import curve_max_edge
-    from glasscam_mpi.stages.analyze_summary import _pool
+    from glasscam_mpi.analysis.pooling import maxima, pool_temperatures
+    from glasscam_mpi.analysis.pooling import table5_rows as rows
 
-    n_F, m, n_T = corr.shape[3], len(xis), delta.shape[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        curves, _, cdelta, _ = _pool(delta, corr, n_F, m)       # (F, m, n_T, G), (n_T, G)
-    cmax = np.full((n_F, m, n_T + 1), np.nan)
-    dstar = np.full((n_F, m, n_T + 1), np.nan)
-    edge = np.zeros((n_F, m, n_T + 1), np.int8)
-    for f in range(n_F):
-        for a in range(m):
-            for k in range(n_T):
-                cmax[f, a, k], dstar[f, a, k], edge[f, a, k] = curve_max_edge(
-                    cdelta[k], curves[f, a, k])
-            if np.isfinite(cmax[f, a, :n_T]).any():
-                k = int(np.nanargmax(cmax[f, a, :n_T]))
-                cmax[f, a, n_T], dstar[f, a, n_T], edge[f, a, n_T] = \
-                    cmax[f, a, k], dstar[f, a, k], edge[f, a, k]
-    xi_best = np.full(n_F, np.nan)
-    table5 = np.full((n_F, n_T + 1, 3), np.nan)
-    t5_edge = np.zeros((n_F, n_T + 1), np.int8)
-    for f in range(n_F):
-        if np.isfinite(cmax[f, :, n_T]).any():
-            a = int(np.nanargmax(cmax[f, :, n_T]))
-            xi_best[f] = xis[a]
-            table5[f, :, 0], table5[f, :, 1], table5[f, :, 2] = cmax[f, a], dstar[f, a], xis[a]
-            t5_edge[f] = edge[f, a]
+        curves, _, grid, _ = pool_temperatures(delta, corr)    # (F, m, n_T, G), (n_T, G)
+    cmax, dstar, edge = maxima(grid, curves)
+    xi_best, table5, t5_edge = rows(cmax, dstar, edge, xis)
     return cmax, dstar, xi_best, table5, t5_edge
 
 
@@ -105,7 +85,7 @@ def summarize_members(path, cfg, plan) -> dict:
         corr[~dyn_ok] = np.nan
         delta = fh["dynamics/delta"][:]
         delta[~dyn_ok] = np.nan
-        cmax, dstar, xi_best, table5, t5_edge = table5_rows(corr, delta, xis)
+        cmax, dstar, xi_best, table5, t5_edge = pooled_table5(corr, delta, xis)
         k = members.shape[3]
         pooled = table5[:k, -1, :]                            # (k, 3) members, all T
         spr = np.array([[spread(pooled[:, q])[s] for s in SPREAD] for q in range(3)])

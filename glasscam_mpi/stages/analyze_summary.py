@@ -64,8 +64,8 @@ from pathlib import Path
 import numpy as np
 
 from glasscam_mpi.analysis.correlation import first_crossing
-from glasscam_mpi.analysis.pooling import (EDGE_FIRST, EDGE_LAST, EDGE_NONE, curve_max_edge,
-                                           pool_at_common_delta, scan_edge)
+from glasscam_mpi.analysis.pooling import (EDGE_FIRST, EDGE_LAST, EDGE_NONE, maxima,
+                                           pool_temperatures, scan_edge, table5_rows)
 from glasscam_mpi.analysis.stats import describe
 
 EDGE_WORDS = {0: "inside", -1: "first (edge of the data)", 1: "last (edge of the data)"}
@@ -159,32 +159,12 @@ def summarize_into(path, cfg, plan) -> dict:
         corr[~dyn_ok] = np.nan
         delta = fh["dynamics/delta"][:]
         delta[~dyn_ok] = np.nan
-        n_X, m, n_T = len(INDICATORS), len(xis), plan.shape[1]
-        curves, spread, cdelta, n_pooled = _pool(delta, corr, n_X, m)
-        cmax = np.full((n_X, m, n_T + 1), np.nan)
-        dstar = np.full((n_X, m, n_T + 1), np.nan)
-        edge = np.zeros((n_X, m, n_T + 1), np.int8)
-        for x in range(n_X):
-            for a in range(m):
-                for k in range(n_T):
-                    cmax[x, a, k], dstar[x, a, k], edge[x, a, k] = curve_max_edge(
-                        cdelta[k], curves[x, a, k])
-                if np.isfinite(cmax[x, a, :n_T]).any():  # all T: the T with the largest C^max
-                    k = int(np.nanargmax(cmax[x, a, :n_T]))
-                    cmax[x, a, n_T], dstar[x, a, n_T] = cmax[x, a, k], dstar[x, a, k]
-                    edge[x, a, n_T] = edge[x, a, k]
-        xi_best = np.array([xis[int(np.nanargmax(cmax[x, :, n_T]))]
-                            if np.isfinite(cmax[x, :, n_T]).any() else np.nan
-                            for x in range(n_X)])
+        n_X, n_T = len(INDICATORS), plan.shape[1]
+        curves, spread, cdelta, n_pooled = pool_temperatures(delta, corr)
+        cmax, dstar, edge = maxima(cdelta, curves)
+        xi_best, table5, t5_edge = table5_rows(cmax, dstar, edge, xis)
         xi_edge = np.array([scan_edge(xis[np.isfinite(cmax[x, :, n_T])], xi_best[x])
                             for x in range(n_X)], dtype=np.int8)
-        table5 = np.full((n_X, n_T + 1, 3), np.nan)
-        t5_edge = np.zeros((n_X, n_T + 1), np.int8)
-        for x in range(n_X):
-            if np.isfinite(xi_best[x]):
-                a = int(np.flatnonzero(xis == xi_best[x])[0])
-                table5[x, :, 0], table5[x, :, 1], table5[x, :, 2] = cmax[x, a], dstar[x, a], xis[a]
-                t5_edge[x] = edge[x, a]
         S["curves"], S["curve_delta"], S["curves_std"] = curves, cdelta, spread
         S["curve_n_configs"] = n_pooled
         S["cmax"], S["delta_star"], S["xi_best"], S["table5"] = cmax, dstar, xi_best, table5
@@ -307,33 +287,6 @@ def summarize_into(path, cfg, plan) -> dict:
         head["notes"] = notes
         fh.attrs["headline"] = json.dumps(head)
     return head
-
-
-def _pool(delta: np.ndarray, corr: np.ndarray, n_X: int, m: int):
-    """Curves of every temperature pooled over configurations at common delta.
-
-    Args:
-        delta: (n_c, n_T, d_t) delta(t) per ensemble (NaN: not recorded / not analysed).
-        corr: (n_c, n_T, d_t, X, m) C_{X,Delta} at each record.
-
-    Returns:
-        curves (X, m, n_T, G), their spread over configurations (X, m, n_T, G), the grid
-        (n_T, G) and the configurations pooled per temperature (n_T,); each temperature's
-        grid (:func:`~glasscam_mpi.analysis.pooling.common_log_grid`) padded with NaN to
-        the longest, G.
-    """
-    n_T = delta.shape[1]
-    pooled = [pool_at_common_delta(delta[:, k], corr[:, k]) for k in range(n_T)]
-    G = max([1] + [len(p[0]) for p in pooled])
-    curves = np.full((n_X, m, n_T, G), np.nan)
-    spread = np.full((n_X, m, n_T, G), np.nan)
-    grid = np.full((n_T, G), np.nan)
-    for k, (g, mean, std, _) in enumerate(pooled):
-        grid[k, :len(g)] = g
-        curves[:, :, k, :len(g)] = mean.transpose(1, 2, 0)
-        spread[:, :, k, :len(g)] = std.transpose(1, 2, 0)
-    n_pooled = np.isfinite(delta).any(axis=-1).sum(axis=0).astype(np.int64)
-    return curves, spread, grid, n_pooled
 
 
 def _sibling(fh, stage: str):
