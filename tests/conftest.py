@@ -106,6 +106,22 @@ hidden = 8
 """
 
 
+# a tiny propensity study (2 configurations x 2 temperatures x 4 replicas, seconds): the
+# dynamics the analyze, ensemble and sweep tests correlate with
+TINY_PROPENSITY_TOML = """
+[propensity]
+n_configs = 2
+temperatures = [0.45, 0.8]
+temperature_unit = "absolute"
+n_replicas = 4
+t_max = 10.0
+n_times = 8
+rounds = 2
+delta_targets = [0.05, 0.08]
+stop_factor = 0.0
+"""
+
+
 def mpiexec(n: int) -> list[str]:
     launcher = os.environ.get("MPIEXEC")
     if launcher:

@@ -11,22 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TOML, TINY_TRAIN_TOML, glasscam
+from conftest import TINY_PROPENSITY_TOML, TINY_TOML, TINY_TRAIN_TOML, glasscam
 
 pytestmark = pytest.mark.mpi
 
-EXTRA = TINY_TRAIN_TOML + """
-[propensity]
-n_configs = 2
-temperatures = [0.45, 0.8]
-temperature_unit = "absolute"
-n_replicas = 4
-t_max = 10.0
-n_times = 8
-rounds = 2
-delta_targets = [0.05, 0.08]
-stop_factor = 0.0
-
+EXTRA = TINY_TRAIN_TOML + TINY_PROPENSITY_TOML + """
 [analyze]
 xis = [0.0, 1.0, 1.5]
 xi_pairs = 1.0
