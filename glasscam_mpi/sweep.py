@@ -253,6 +253,22 @@ def _run_seed(sub: Path, cfg: Config) -> None:
     STAGES["analyze"].run(MPI.COMM_SELF, sub, None)
 
 
+def _ensemble_config(variant: Variant) -> Config:
+    """The config of a variant's seed ensemble: its seeds' with [train].ensemble = seeds."""
+    base = variant.configs[0].to_dict()
+    return build_config({**base, "train": {**base["train"], "ensemble": len(variant.configs)}},
+                        origin=f"variant {variant.name!r} ensemble")
+
+
+def _stale_ensemble(variant: Variant, root: Path) -> bool:
+    """Whether the variant's ensemble directory was made with other settings (e.g. a sweep
+    rerun with more --seeds): its numbers would be reported under the new ones."""
+    from glasscam_mpi.config import load_saved_config
+
+    saved = variant.ensemble_dir(root) / "config.toml"
+    return saved.exists() and load_saved_config(saved) != _ensemble_config(variant)
+
+
 def _run_ensemble(variant: Variant, root: Path, parent: Path) -> None:
     """The seed ensemble of a variant: its members' Gamma combined, then analyze."""
     from mpi4py import MPI
@@ -262,17 +278,18 @@ def _run_ensemble(variant: Variant, root: Path, parent: Path) -> None:
     from glasscam_mpi.stages.gradcam import write_ensemble_file
 
     sub = variant.ensemble_dir(root)
+    cfg = _ensemble_config(variant)
+    if _stale_ensemble(variant, root):   # made from another number of seeds: redo it
+        import shutil
+
+        shutil.rmtree(sub)
     link_parent(parent, sub)
     rd = RunDir(sub)
-    seeds = len(variant.configs)
-    cfg = build_config({**variant.configs[0].to_dict(),
-                        "train": {**variant.configs[0].to_dict()["train"], "ensemble": seeds}},
-                       origin=f"variant {variant.name!r} ensemble")
     rd.resolve_config(cfg)
     if not rd.intact("gradcam"):
         write_ensemble_file(rd.stage_file("gradcam"),
                             [RunDir(variant.seed_dir(root, s)).stage_file("gradcam")
-                             for s in range(seeds)], cfg)
+                             for s in range(len(variant.configs))], cfg)
     STAGES["analyze"].run(MPI.COMM_SELF, sub, None)
 
 
@@ -356,7 +373,7 @@ def run_sweep(comm, parent: Path | str, variants_path: Path | str, seeds: int | 
     def ens_todo():
         return [j for j, v in enumerate(variants)
                 if all(_done(v.seed_dir(root, s)) for s in range(n_seeds))
-                and not _done(v.ensemble_dir(root))]
+                and (_stale_ensemble(v, root) or not _done(v.ensemble_dir(root)))]
 
     todo_e = bcast_from_root(comm, ens_todo)
 

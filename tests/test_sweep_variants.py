@@ -119,8 +119,28 @@ def test_the_example_variants_file_is_valid_for_the_study_preset():
     assert seeds == 3 and len(variants) >= 6
     assert {v.configs[0].train.strides for v in variants} >= {(2, 2, 2), (1, 1, 2)}
     assert {v.configs[0].gradcam.layer for v in variants} >= {-1, 0, 1}
-    # its header's cost: 3 architectures x 3 seeds trained, the layer variants share them
+    # its header's cost: 2 architectures x 3 seeds trained, the layer variants share them
     from glasscam_mpi.sweep import shared_training
 
     jobs = [(v, s) for v in variants for s in range(seeds)]
-    assert len(jobs) - len(shared_training(jobs)) == 9
+    assert len(jobs) - len(shared_training(jobs)) == 6
+
+
+def test_an_ensemble_made_from_another_number_of_seeds_is_redone(tmp_path):
+    """A sweep rerun with more --seeds keeps its seed sub-runs but must not report the old
+    ensemble (of fewer members) under the new seeds: it is stale, and the sweep redoes it."""
+    from glasscam_mpi.sweep import _ensemble_config, _stale_ensemble
+
+    cfg = load_config(preset="demo")
+    path = tmp_path / "v.toml"
+    path.write_text("[variants.a]\ntrain.epochs = 2\n")
+    two, _ = load_variants(path, cfg, 2)
+    three, _ = load_variants(path, cfg, 3)
+    root = tmp_path / "sweep"
+    assert not _stale_ensemble(two[0], root)               # none made yet: simply to do
+    ens = two[0].ensemble_dir(root)
+    ens.mkdir(parents=True)
+    (ens / "config.toml").write_text(_ensemble_config(two[0]).to_toml())
+    assert _ensemble_config(two[0]).train.ensemble == 2
+    assert not _stale_ensemble(two[0], root)
+    assert _stale_ensemble(three[0], root)
