@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (ROOT, TINY_TOML, assert_same_data, copy_prepared, glasscam, read_stage)
+from conftest import (ROOT, TINY_PROPENSITY_TOML, TINY_TOML, TINY_TRAIN_TOML, assert_same_data,
+                      copy_prepared, glasscam, read_stage)
 from glasscam_mpi.parallel import host_groups
 from glasscam_mpi.slurm import submission_env
 
@@ -164,27 +165,7 @@ def rank_lines(text: str) -> list[tuple[int, str, int, int, str]]:
 
 # analyze needs gradcam, gradcam a trained model: the tiny protocol with a small CNN,
 # 2 propensity configurations in 2 rounds and the analyze section of test_mpi_analyze.
-STAGES_TOML = TINY_TOML + """
-[train]
-epochs = 3
-batch_size = 2
-n_grid = 16
-channels = [4, 4, 4]
-kernels = [3, 3, 3]
-strides = [1, 2, 2]
-hidden = 8
-
-[propensity]
-n_configs = 2
-temperatures = [0.45, 0.8]
-temperature_unit = "absolute"
-n_replicas = 4
-t_max = 10.0
-n_times = 8
-rounds = 2
-delta_targets = [0.05, 0.08]
-stop_factor = 0.0
-
+STAGES_TOML = TINY_TOML + TINY_TRAIN_TOML + TINY_PROPENSITY_TOML + """
 [analyze]
 xis = [0.0, 1.0, 1.5]
 xi_pairs = 1.0
