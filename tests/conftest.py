@@ -122,6 +122,18 @@ stop_factor = 0.0
 """
 
 
+# a 1-node Slurm profile of 2 ranks under a 1-minute limit, warned 50 s before it: the
+# walltime-continuation tests of test_slurm and test_multinode
+WALLTIME_PROFILE = """\
+partition = "local"
+nodes = 1
+ntasks_per_node = 2
+time = "00:01:00"
+signal_lead = 50
+launcher = "srun --mpi=pmi2"
+"""
+
+
 def mpiexec(n: int) -> list[str]:
     launcher = os.environ.get("MPIEXEC")
     if launcher:

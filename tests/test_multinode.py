@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (ROOT, TINY_PROPENSITY_TOML, TINY_TOML, TINY_TRAIN_TOML, assert_same_data,
-                      copy_prepared, glasscam, read_stage)
+from conftest import (ROOT, TINY_PROPENSITY_TOML, TINY_TOML, TINY_TRAIN_TOML, WALLTIME_PROFILE,
+                      assert_same_data, copy_prepared, glasscam, read_stage)
 from glasscam_mpi.parallel import host_groups
 from glasscam_mpi.slurm import submission_env
 
@@ -482,17 +482,10 @@ def test_a_node_lost_mid_prepare_fails_the_job_and_a_resubmission_resumes(cluste
 
 # -- the walltime continuation on the other node ------------------------------------------------
 
-# 1-node jobs of 2 ranks under a 1-minute limit, warned 50 s before it (Slurm's warning
-# came 15-35 s into such a job on 22.05: test_slurm.py); 40 runs of ~2 s need 2 jobs or more
-WALLTIME_PROFILE = """\
-partition = "local"
-nodes = 1
-ntasks_per_node = 2
-time = "00:01:00"
-signal_lead = 50
-launcher = "srun --mpi=pmi2"
-"""
-WALLTIME_TOML = TINY_TOML.replace("n_runs = 6", "n_runs = 40").replace("cooling_rate = 0.2",
+# WALLTIME_PROFILE (conftest): 1-node jobs of 2 ranks under a 1-minute limit, warned 50 s
+# before it (the warning came 15-35 s into such a job on 22.05: test_slurm.py); 80 runs of
+# ~1-2 s need 2 jobs or more also on an idle machine (40 fitted into one job there)
+WALLTIME_TOML = TINY_TOML.replace("n_runs = 6", "n_runs = 80").replace("cooling_rate = 0.2",
                                                                        "cooling_rate = 0.005")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_same_data, glasscam, read_stage
+from conftest import ROOT, WALLTIME_PROFILE, assert_same_data, glasscam, read_stage
 from glasscam_mpi.config import ConfigError
 from glasscam_mpi.slurm import (CONTINUED_STAGES, Profile, Slurm, SlurmError, load_profile,
                                 render, stages_with_scripts, submission_env)
@@ -421,14 +421,7 @@ def test_train_job_resubmitted_after_a_crash_resumes_then_gradcam_runs(local_slu
 # warning came 15-25 s into the job, with a lead of 30 s or 50 s), so a job works at most
 # ~40 s plus the runs in flight: the stage takes at least three jobs even on a quiet
 # machine (24 runs once fitted into two jobs).
-SHORT_PROFILE = """\
-partition = "local"
-nodes = 1
-ntasks_per_node = 2
-time = "00:01:00"
-signal_lead = 50
-launcher = "srun --mpi=pmi2"
-"""
+SHORT_PROFILE = WALLTIME_PROFILE
 
 
 def _job_field(job: str, key: str) -> str:
