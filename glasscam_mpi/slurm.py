@@ -1,8 +1,11 @@
 """Slurm: cluster profiles, job scripts from jinja2 templates, ``sbatch`` with ``afterok`` chains.
 
-A *profile* is small data (``hpc/profiles/NAME.toml`` or any TOML file): partition,
-nodes, tasks per node, GPUs, wall time, the MPI launcher, setup lines (modules, venv).
-Templates live in ``jobscripts/`` (``base.sbatch.j2`` and one per stage).
+A *profile* is small data (a TOML file): partition, nodes, tasks per node, GPUs, wall
+time, the MPI launcher, setup lines (modules, venv). Templates are ``base.sbatch.j2`` and
+one per stage. Both ship inside the package (``glasscam_mpi/profiles/``,
+``glasscam_mpi/jobscripts/``, package data read with :mod:`importlib.resources`), so an
+installed wheel submits; in a checkout, ``hpc/profiles`` and ``jobscripts`` are symlinks
+to those folders.
 :class:`Slurm` takes the subprocess runner as an argument, so rendering and chaining are
 testable without a scheduler; the job-script tests also run them on a real Slurm.
 
@@ -42,14 +45,12 @@ import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from glasscam_mpi.config import ConfigError
 from glasscam_mpi.walltime import EXIT_NOT_FINISHED
 
-ROOT = Path(__file__).resolve().parents[1]
-JOBSCRIPTS = ROOT / "jobscripts"
-PROFILES = ROOT / "hpc" / "profiles"
 GPU_STAGES = frozenset({"train", "gradcam", "sweep"})
 # Stages that stop on the walltime warning and continue in a new job (task farms)
 CONTINUED_STAGES = frozenset({"prepare", "gradcam", "indicators", "propensity", "analyze"})
@@ -142,23 +143,30 @@ def check_profile(profile: Profile, where: str | None = None) -> None:
                 "the rest of the line as a comment) and no backslash")
 
 
+def packaged(folder: str):
+    """A folder of the package's data (``jobscripts``, ``profiles``), as an
+    :mod:`importlib.resources` Traversable: the same for a checkout and an installed wheel."""
+    return resources.files("glasscam_mpi").joinpath(folder)
+
+
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (``hpc/profiles/NAME.toml``) or path; unknown keys and values
-    that cannot go into a job script are refused."""
+    """A profile by name (``NAME.toml`` of the packaged profiles) or path; unknown keys and
+    values that cannot go into a job script are refused."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = PROFILES / f"{name_or_path}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.toml")))
+        path = packaged("profiles").joinpath(f"{name_or_path}.toml")
+    if not path.is_file():
+        known = ", ".join(sorted(p.name[:-len(".toml")] for p in packaged("profiles").iterdir()
+                                 if p.name.endswith(".toml")))
         raise ConfigError(f"Slurm profile {name_or_path!r} not found; known: {known} "
                           "(or give the path of a TOML file)")
-    data = tomllib.loads(path.read_text())
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
     allowed = {f.name for f in dataclasses.fields(Profile)} - {"name"}
     for key in data:
         if key not in allowed:
             raise ConfigError(f"profile {path}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    profile = Profile(name=path.stem, **data)
+    profile = Profile(name=Path(name_or_path).stem, **data)
     check_profile(profile, where=f"profile {path}")
     return profile
 
@@ -175,8 +183,9 @@ def shell_words(value) -> str:
 
 def stages_with_scripts() -> list[str]:
     """The stages that have a job script (``jobscripts/<stage>.sbatch.j2``)."""
-    return sorted(p.name.split(".")[0] for p in JOBSCRIPTS.glob("*.sbatch.j2")
-                  if not p.name.startswith("base") and p.name.split(".")[0] not in COMMANDS)
+    return sorted(p.name.split(".")[0] for p in packaged("jobscripts").iterdir()
+                  if p.name.endswith(".sbatch.j2") and not p.name.startswith("base")
+                  and p.name.split(".")[0] not in COMMANDS)
 
 
 def check_directive_path(what: str, path: Path | str) -> None:
@@ -188,6 +197,14 @@ def check_directive_path(what: str, path: Path | str) -> None:
             "directive and a backslash is dropped, quoted or not; allowed: any character but "
             "control characters (newline, tab, ...) and backslash (spaces, quotes, ';', '%' "
             "and the like are quoted). Use another directory name.")
+
+
+def _template(name: str) -> str | None:
+    """The text of the packaged template ``name`` (jinja2's loader), None if there is none."""
+    if "/" in name or name.startswith("."):
+        return None
+    source = packaged("jobscripts").joinpath(name)
+    return source.read_text(encoding="utf-8") if source.is_file() else None
 
 
 def render(stage: str, profile: Profile, run_dir: Path | str, *,
@@ -222,7 +239,7 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
         glasscam = [sys.executable, "-m", "glasscam_mpi.cli"]
     elif isinstance(glasscam, (str, os.PathLike)):
         glasscam = [os.fspath(glasscam)]
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(JOBSCRIPTS),
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(_template),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              autoescape=False)
     env.filters["sh"] = shell_words
