@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from glasscam_mpi.mixture import CUSTOM, MixtureError, check_builtin_leaves_custom_fields_unset, \
+    custom_system
 from glasscam_mpi.systems import SYSTEMS, System, get_system
 
 PRESETS = ("demo", "study", "paper-kam", "paper-abm", "ka3d")
@@ -47,8 +49,32 @@ class RunSection:
 
 @dataclass(frozen=True)
 class SystemSection:
-    name: str = _f("KAM", choices=tuple(SYSTEMS), doc="mixture (METHOD.md section 1)")
+    name: str = _f("KAM", choices=(*SYSTEMS, CUSTOM),
+                   doc="mixture (METHOD.md section 1); custom = the fields below (mixture.py)")
     n_particles: int = _f(2000, 16, 10**8, doc="total particle number N")
+    # a custom Lennard-Jones mixture (name = "custom"; unset for a built-in name): the
+    # fields, their meaning and their checks are in mixture.py
+    label: str = _f("", doc="custom: the mixture's name in reports and seed streams")
+    dim: int = _f(0, doc="custom: dimension, 2 or 3")
+    species: tuple[str, ...] = _f((), empty=True, doc="custom: species names")
+    masses: tuple[float, ...] = _f((), empty=True, doc="custom: mass per species")
+    fractions: tuple[float, ...] = _f((), empty=True, doc="custom: number fraction per species")
+    sigma: tuple[tuple[float, ...], ...] = _f((), empty=True,
+                                              doc="custom: sigma_ab, symmetric S x S matrix")
+    epsilon: tuple[tuple[float, ...], ...] = _f((), empty=True,
+                                                doc="custom: epsilon_ab, symmetric S x S matrix")
+    rc_factor: float = _f(0.0, doc="custom: r_c,ab = rc_factor * sigma_ab (or give cutoff)")
+    cutoff: tuple[tuple[float, ...], ...] = _f((), empty=True,
+                                               doc="custom: r_c,ab, symmetric S x S matrix")
+    density: float = _f(0.0, doc="custom: number density N / L^d")
+    radii: tuple[float, ...] = _f((), empty=True,
+                                  doc="custom: additive radii of Theta; empty = sigma_ss / 2")
+    T_liquid: float = _f(0.0, doc="custom: T_L of the mixture")
+    T_glass: float = _f(0.0, doc="custom: T_G of the mixture; 0 = 0.05")
+    T_star: float = _f(0.0, doc="custom: a literature T*; 0 = none")
+    xi_pairs: float = _f(0.0, doc="custom: xi of the indicator-indicator correlations; 0 = 4")
+    unit: tuple[str, ...] = _f((), empty=True,
+                               doc="custom: the pair whose sigma and epsilon are the units")
 
 
 @dataclass(frozen=True)
@@ -215,6 +241,8 @@ class Config:
     # -- derived ---------------------------------------------------------------------------
     @property
     def sys(self) -> System:
+        if self.system.name == CUSTOM:
+            return custom_system(self.system)
         return get_system(self.system.name)
 
     @property
@@ -241,7 +269,12 @@ class Config:
         return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in fields(self)}
 
     def to_toml(self) -> str:
-        return dump_toml(self.to_dict())
+        """The config as TOML; [system]'s custom-mixture fields only where set (an unset
+        one is its default, so the text reloads to the same config)."""
+        data, unset = self.to_dict(), dataclasses.asdict(SystemSection())
+        data["system"] = {k: v for k, v in data["system"].items()
+                          if k in ("name", "n_particles") or v != unset[k]}
+        return dump_toml(data)
 
 
 _SECTIONS = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
@@ -272,12 +305,19 @@ def _check_value(section: str, key: str, value: Any, type_name: str, meta) -> An
             raise ConfigError(f"[{section}].{key} = {value!r}: allowed: true, false, or one of "
                               + ", ".join(repr(c) for c in meta["choices"]))
         return value
-    if type_name in ("tuple[float, ...]", "tuple[int, ...]"):
+    if type_name == "tuple[tuple[float, ...], ...]":
+        if not isinstance(value, (list, tuple)) or (not value and not meta.get("empty")):
+            raise ConfigError(f"[{section}].{key} = {value!r}: expected a matrix, a list of "
+                              "rows, e.g. [[1.0, 0.8], [0.8, 0.88]]")
+        return tuple(_check_value(section, f"{key}[{i}]", row, "tuple[float, ...]",
+                                  {**meta, "empty": False}) for i, row in enumerate(value))
+    if type_name in ("tuple[float, ...]", "tuple[int, ...]", "tuple[str, ...]"):
         item = type_name[6:-6]
         where = f"[{section}].{key} = {value!r}"
         if not isinstance(value, (list, tuple)) or (not value and not meta.get("empty")):
             raise ConfigError(f"{where}: expected a non-empty list of {item}s, e.g. "
-                              + ("[1.0, 1.5]" if item == "float" else "[16, 32, 64]"))
+                              + {"float": "[1.0, 1.5]", "int": "[16, 32, 64]",
+                                 "str": '["A", "B"]'}[item])
         return tuple(_check_value(section, f"{key}[{i}]", v, item, meta)
                      for i, v in enumerate(value))
     typ = {"int": int, "float": float, "str": str, "bool": bool}[type_name]
@@ -361,6 +401,13 @@ def build_config(data: dict, origin: str = "config") -> Config:
 
 
 def _check_cross(cfg: Config) -> None:
+    try:  # the system first: every check below reads it
+        if cfg.system.name == CUSTOM:
+            custom_system(cfg.system)
+        else:
+            check_builtin_leaves_custom_fields_unset(cfg.system)
+    except MixtureError as exc:
+        raise ConfigError(str(exc)) from None
     p = cfg.prepare
     if p.train_fraction + p.validation_fraction >= 1.0:
         raise ConfigError(

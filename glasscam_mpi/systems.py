@@ -34,6 +34,13 @@ class System:
         T_star_paper: The paper's T* (None where the paper gives none).
         xi_pairs: xi of the indicator-indicator correlations (paper Fig. 6: KAM 4, ABM 3;
             ``[analyze].xi_pairs = "auto"``).
+        rc: (S, S) per-pair cutoffs r_c,ab given directly (a ``[system] name = "custom"``
+            mixture, mixture.py); None = ``rc_factor * sigma_ab``.
+        tt_radii: (S,) additive radii of the Tong-Tanaka order parameter given directly;
+            None = ``sigma_ss / 2``.
+        unit_pair: The two species whose sigma and epsilon are the reduced length and
+            energy units (paper Table 1: KAM AA, ABM AB); None = the pair with sigma =
+            epsilon = 1.
     """
 
     name: str
@@ -49,6 +56,9 @@ class System:
     T_glass: float = 0.05
     T_star_paper: float | None = None
     xi_pairs: float = 4.0
+    rc: tuple[tuple[float, ...], ...] | None = None
+    tt_radii: tuple[float, ...] | None = None
+    unit_pair: tuple[str, str] | None = None
 
     @property
     def n_species(self) -> int:
@@ -61,7 +71,9 @@ class System:
         return float(self.epsilon[a][b])
 
     def cutoff(self, a: int, b: int) -> float:
-        """Per-pair cutoff r_c,ab = rc_factor * sigma_ab."""
+        """Per-pair cutoff r_c,ab: ``rc[a][b]`` where given, else rc_factor * sigma_ab."""
+        if self.rc is not None:
+            return float(self.rc[a][b])
         return self.rc_factor * self.sigma_ab(a, b)
 
     @property
@@ -69,7 +81,10 @@ class System:
         return max(self.cutoff(a, b) for a in range(self.n_species) for b in range(self.n_species))
 
     def radii(self) -> np.ndarray:
-        """(S,) radii R_s = sigma_ss / 2, the *additive* convention of METHOD.md section 5."""
+        """(S,) radii R_s = sigma_ss / 2, the *additive* convention of METHOD.md section 5
+        (or the radii a custom mixture gives)."""
+        if self.tt_radii is not None:
+            return np.array(self.tt_radii, dtype=float)
         return np.array([self.sigma[s][s] / 2.0 for s in range(self.n_species)])
 
     def counts(self, n_particles: int) -> tuple[int, ...]:

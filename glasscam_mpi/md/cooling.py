@@ -81,7 +81,10 @@ def setup_lines(system: System, n_particles: int, *, seeds: tuple[int, int, int]
         lines.append(f"mass {s + 1} {system.masses[s]!r}")
     for s, count in enumerate(counts):
         if count:
-            lines.append(f"create_atoms {s + 1} random {count} {seeds[s % 2]} NULL "
+            # species 0 and 1 take the task's seeds; a third and later species (custom
+            # mixtures) one derived from them, so no two species draw the same positions
+            seed = seeds[s] if s < 2 else (seeds[s % 2] + 7919 * s) % 899_999_999 + 1
+            lines.append(f"create_atoms {s + 1} random {count} {seed} NULL "
                          f"overlap {overlap!r} maxtry 10000")
     lines += pair_lines(system)
     if d == 2:

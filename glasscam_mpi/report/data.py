@@ -200,7 +200,7 @@ def load(rd: RunDir, cfg: Config) -> RunData:
         box = prep["box"][:]
         positions, types = prep["glass"][int(configs[0])], prep["types"][int(configs[0])]
         cooling_T, cooling_U = prep["T"][:][ok], prep["pe"][:][ok]
-    scale = Scale(system=cfg.system.name, dim=cfg.sys.dim, n_particles=cfg.system.n_particles,
+    scale = Scale(system=cfg.sys.name, dim=cfg.sys.dim, n_particles=cfg.system.n_particles,
                   n_runs=len(status), n_ok=len(ok),
                   split_ok=tuple(int(((split == s) & (status == 1)).sum()) for s in range(3)),
                   split_total=tuple(int((split == s).sum()) for s in range(3)),
@@ -223,8 +223,11 @@ def load(rd: RunDir, cfg: Config) -> RunData:
 
 def units_of(cfg: Config) -> tuple[str, str]:
     """Names of the reduced length and energy units (paper Table 1: the pair with sigma = 1
-    and epsilon = 1; KAM sigma_AA, ABM sigma_AB)."""
+    and epsilon = 1; KAM sigma_AA, ABM sigma_AB; a custom mixture's [system].unit)."""
     s = cfg.sys
+    if s.unit_pair is not None:
+        ab = "".join(s.unit_pair)
+        return f"σ_{ab}", f"ε_{ab}"
     for a in range(s.n_species):
         for b in range(a, s.n_species):
             if math.isclose(s.sigma_ab(a, b), 1.0) and math.isclose(s.epsilon_ab(a, b), 1.0):

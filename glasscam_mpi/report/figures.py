@@ -237,12 +237,12 @@ def energy(d: RunData, out: Path) -> FigureFile:
 def rdf(d: RunData, out: Path) -> FigureFile:
     """Supplement S7: g(r) of the glass and liquid test samples."""
     title = "Radial distribution functions of the test samples (supplement Fig. S7)"
-    g = d.S["rdf_mean"]                                   # (2, B, 3)
+    g = d.S["rdf_mean"]                                   # (2, B, P): pairs a <= b
     if not np.isfinite(g).any():
         return skipped("rdf", title, "no g(r) in analysis.h5")
     sp = d.cfg.sys.species
-    names = [sp[0] + sp[0], sp[0] + sp[1], sp[1] + sp[1]]
-    fig, axes = new_figure(d, title, 1, 3, size=(4.0, 3.6))
+    names = [sp[a] + sp[b] for a in range(len(sp)) for b in range(a, len(sp))]
+    fig, axes = new_figure(d, title, 1, len(names), size=(4.0, 3.6))
     for c, ax in enumerate(axes[0]):
         ax.plot(d.r_rdf, g[1, :, c], "-", color="tab:blue", label="glass")
         ax.plot(d.r_rdf, g[0, :, c], "-", color="tab:orange", label="liquid")

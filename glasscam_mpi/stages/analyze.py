@@ -42,7 +42,8 @@ theta-volume], ``m`` = len(xis), ``B`` = bins, ``d_t`` recorded times, ``D`` del
     samples/correct           (n, 2) i1       1 classified right, 0 wrong, -1 no CNN
     samples/corr_r            (n, 2, B+1, X)  C(r) of the bare fields
     samples/corr_r_layers     (n, 2, B+1, L)  C(r) of Gamma of each CNN layer
-    samples/rdf               (n, 2, B_g, 3)  g_AA, g_AB, g_BB (bins 0.025 sigma: r_rdf)
+    samples/rdf               (n, 2, B_g, P_s) g_ab for the species pairs a <= b (binary:
+                              g_AA, g_AB, g_BB; bins 0.025 sigma: r_rdf)
     samples/psi6              (n, 2) f8       |<psi_6>| (2D; NaN in 3D)
     samples/psi6_local        (n, 2) f8       mean_i |psi_6,i| (2D; NaN in 3D)
     dynamics/corr             (n_c, n_T, d_t, X, m, m) f8  Pearson(ind at xi_a, Delta at xi_b)
@@ -137,6 +138,12 @@ class Plan:
     xi_pairs: float = 4.0     # resolved [analyze].xi_pairs
     xi_notes: tuple = ()      # what the box left out of the scan (analysis.xiscan)
     n_members: int = 0        # members of a seed ensemble in gradcam.h5 (0: none)
+    n_species: int = 2        # of the system (a custom mixture may have 1 to 8)
+
+    @property
+    def species_pairs(self) -> tuple[tuple[int, int], ...]:
+        """(a, b), a <= b, the columns of samples/rdf (binary: AA, AB, BB)."""
+        return tuple((a, b) for a in range(self.n_species) for b in range(a, self.n_species))
 
     @property
     def rdf_bins(self) -> int:
@@ -216,7 +223,7 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
     return Plan(runs, have_gamma, n_layers, box, tuple(float(x) for x in xis), r_corr,
                 a.bins, shape, rows.astype(np.int64), int(n_times), int(n_targets),
                 reportable.astype(np.int8), study, sign, scan.xi_pairs, scan.notes,
-                int(n_members))
+                int(n_members), cfg.sys.n_species)
 
 
 @contextlib.contextmanager
@@ -292,7 +299,7 @@ def analyse_sample(plan: Plan, x: np.ndarray, types: np.ndarray, F: np.ndarray,
                                        np.int8),
            "samples/corr_r": np.full((B + 1, X), np.nan),
            "samples/corr_r_layers": np.full((B + 1, max(plan.n_layers, 1)), np.nan),
-           "samples/rdf": np.full((plan.rdf_bins, 3), np.nan),
+           "samples/rdf": np.full((plan.rdf_bins, len(plan.species_pairs)), np.nan),
            "samples/psi6": np.array(np.nan), "samples/psi6_local": np.array(np.nan)}
     have = np.isfinite(F).all(axis=0)
     cols = np.flatnonzero(have)
@@ -313,8 +320,9 @@ def analyse_sample(plan: Plan, x: np.ndarray, types: np.ndarray, F: np.ndarray,
     out["samples/corr_r"][:, cols] = pl.correlation(F[:, cols], plan.r_corr, B)[1]
     if layers is not None:
         out["samples/corr_r_layers"][:] = pl.correlation(layers, plan.r_corr, B)[1]
-    g = pl.rdf(types, bins=plan.rdf_bins, r_max=plan.r_corr, n_species=2).partial
-    out["samples/rdf"][:] = np.stack([g[0, 0], g[0, 1], g[1, 1]], axis=1)
+    g = pl.rdf(types, bins=plan.rdf_bins, r_max=plan.r_corr,
+               n_species=plan.n_species).partial
+    out["samples/rdf"][:] = np.stack([g[a, b] for a, b in plan.species_pairs], axis=1)
     if plan.box.shape[0] == 2:
         h = hexatic(plan.box, x)
         out["samples/psi6"], out["samples/psi6_local"] = np.array(h.order), np.array(h.local.mean())
@@ -486,7 +494,7 @@ def _rows(cfg: Config, plan: Plan) -> dict:
         "samples/correct": RowSpec((2,), "i1", -1, **S),
         "samples/corr_r": RowSpec((2, B + 1, X), "f8", **S),
         "samples/corr_r_layers": RowSpec((2, B + 1, max(plan.n_layers, 1)), "f8", **S),
-        "samples/rdf": RowSpec((2, plan.rdf_bins, 3), "f8", **S),
+        "samples/rdf": RowSpec((2, plan.rdf_bins, len(plan.species_pairs)), "f8", **S),
         "samples/psi6": RowSpec((2,), "f8", **S),
         "samples/psi6_local": RowSpec((2,), "f8", **S),
         "dynamics/corr": RowSpec((plan.n_times, X, m, m), "f8", **E),

@@ -47,7 +47,7 @@ stage files, so the summary does not depend on the rank count.
                                      distance: r_zero is then an upper bound (the first bin)
     summary/corr_r_layers_mean (2, B+1, L); summary/r_zero_layers (2, L)  per CNN layer
     summary/r_zero_layers_first_shell (2, L) i1  the same flag per layer
-    summary/rdf_mean           (2, B_g, 3)  g_AA, g_AB, g_BB over test samples (S7), at r_rdf
+    summary/rdf_mean           (2, B_g, P_s) g_ab (a <= b) over test samples (S7), at r_rdf
     summary/energy_jump        (n_runs,) i1  1 where U(T) of the run jumps (S6)
     summary/energy_jump_T      (n_runs,) f8  where it jumps (NaN otherwise)
     summary/psi6_flag          (n, 2) i1    1 where |<psi_6>| > PSI6_FLAG (2D)

@@ -59,7 +59,7 @@ def plan_of(cfg: Config) -> CoolingPlan:
 def split_of(cfg: Config) -> np.ndarray:
     """(n_runs,) int8 labels 0/1/2 = train/validation/test, a seeded permutation of runs."""
     n_train, n_val, _ = cfg.split_counts()
-    order = task_rng(cfg.run.seed, STAGE, cfg.system.name, "split").permutation(cfg.prepare.n_runs)
+    order = task_rng(cfg.run.seed, STAGE, cfg.sys.name, "split").permutation(cfg.prepare.n_runs)
     split = np.full(cfg.prepare.n_runs, 2, dtype=np.int8)
     split[order[:n_train]] = 0
     split[order[n_train:n_train + n_val]] = 1
@@ -67,7 +67,8 @@ def split_of(cfg: Config) -> np.ndarray:
 
 
 def run_seeds(cfg: Config, index: int) -> tuple[int, int, int]:
-    return lammps_seeds(task_rng(cfg.run.seed, STAGE, cfg.system.name, index), 3)
+    # keyed by the system's name: a built-in name, or a custom mixture's [system].label
+    return lammps_seeds(task_rng(cfg.run.seed, STAGE, cfg.sys.name, index), 3)
 
 
 

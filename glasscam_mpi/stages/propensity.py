@@ -164,7 +164,7 @@ def _plan(rd: RunDir, cfg: Config) -> Plan:
 
 
 def _seed(cfg: Config, plan: Plan, c: int, k: int, s: int) -> int:
-    return lammps_seeds(task_rng(cfg.run.seed, STAGE, cfg.system.name,
+    return lammps_seeds(task_rng(cfg.run.seed, STAGE, cfg.sys.name,
                                  int(plan.configs[c]), k, s), 1)[0]
 
 
