@@ -18,7 +18,7 @@ def describe(run_dir: str | Path) -> dict:
     cfg = rd.saved_config()
     if cfg is None:
         raise ConfigError(f"{rd.path} is not a run directory (no config.toml)")
-    out: dict = {"run_dir": str(rd.path.resolve()), "system": cfg.system.name,
+    out: dict = {"run_dir": str(rd.path.resolve()), "system": cfg.sys.name,
                  "stages": {name: stage.summarize(rd, cfg) for name, stage in STAGES.items()},
                  "config": cfg.to_dict()}
     out["complete"] = [name for name, s in out["stages"].items() if s.get("complete")]
