@@ -22,10 +22,11 @@ rank: not finished, run it again to continue (:mod:`glasscam_mpi.walltime`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+
+from glasscam_mpi.jsonio import dumps
 
 # Thread counts are set per rank on purpose: one MD task or analysis per rank and core.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -297,7 +298,7 @@ def _cmd_status(args, comm) -> int:
 
     if comm.Get_rank() == 0:
         st = status(_known_run_dir(args.run_dir))
-        print(json.dumps(st, indent=2) if args.json else format_status(st))
+        print(dumps(st, indent=2) if args.json else format_status(st))
     return 0
 
 
@@ -324,7 +325,7 @@ def _cmd_info(args, comm) -> int:
     if comm.Get_rank() == 0:
         from glasscam_mpi.info import describe
 
-        print(json.dumps(describe(args.run_dir), indent=2, allow_nan=False))
+        print(dumps(describe(args.run_dir), indent=2))
     return 0
 
 
@@ -341,7 +342,7 @@ def _cmd_plan(args, comm) -> int:
         raise ConfigError(f"--rates-from {args.rates_from!r}: not a directory; give a run "
                           "directory whose train stage has run")
     result = plan(cfg, profile, rates_from=args.rates_from)
-    print(json.dumps(result, indent=2) if args.json else render_table(result))
+    print(dumps(result, indent=2) if args.json else render_table(result))
     return 0
 
 
