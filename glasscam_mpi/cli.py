@@ -180,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "file versions) go in the file's own metadata; a LAMMPS "
                                    "dump has no place for provenance, so it goes to "
                                    "PATH.json beside it. Column names: glasscam_mpi/export.py.",
-                       epilog="formats: extxyz (ASE's writer), lammps-dump (LAMMPS's "
-                              "write_dump), gsd (the gsd package, HOOMD schema)")
+                       epilog="formats: extxyz (ASE's writer: reals with 8 decimals), "
+                              "lammps-dump (LAMMPS's write_dump, every digit), gsd (the gsd "
+                              "package, HOOMD schema: float64 columns, float32 positions)")
     p.add_argument("--run-dir", required=True, help="run directory (prepare complete; gradcam, "
                    "indicators and propensity add their columns where they are complete)")
     p.add_argument("--format", default="extxyz", choices=FORMATS,

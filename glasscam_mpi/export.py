@@ -30,7 +30,9 @@ Formats, each through a maintained writer:
 * ``extxyz``: ASE's ``ase.io.write``. Each frame's comment line holds the periodic cell
   (``Lattice``, ``pbc``), ``units=lj``, the frame's run, sample class and propensity
   configuration, the stage files' versions and the run's config.toml, percent-encoded
-  (``urllib.parse.unquote`` gives it back; the line may hold no quote or newline).
+  (``urllib.parse.unquote`` gives it back; the line may hold no quote or newline). ASE
+  prints reals with 8 decimals (``%16.8f``): a Gamma of 1e-7 keeps one digit; the other
+  two formats keep every digit.
 * ``lammps-dump``: LAMMPS's own ``write_dump ... custom`` (ASE reads LAMMPS dumps but
   writes none). The file carries the box (``ITEM: BOX BOUNDS pp pp pp``), units
   (``ITEM: UNITS lj``) and the frame index (``ITEM: TIMESTEP``); the format has no place
@@ -271,7 +273,8 @@ def _software() -> dict:
 
 # -- writers --------------------------------------------------------------------------------------
 def _frame_meta(ex: Export, i: int, f: Frame) -> dict:
-    return {"frame": i, "run": f.run, "sample": f.sample, "T": ex.provenance["temperatures"][f.sample],
+    return {"frame": i, "run": f.run, "sample": f.sample,
+            "T": ex.provenance["temperatures"][f.sample],
             "propensity_config": f.config}
 
 
@@ -304,7 +307,10 @@ def write_extxyz(ex: Export, path: Path) -> None:
                           stages=stages, xis=",".join(f"{x:g}" for x in ex.xis),
                           config_toml_percent_encoded=config)
         images.append(atoms)
-    ase.io.write(path, images, format="extxyz", columns=["type", "positions", *ex.names])
+    # parallel=False: with mpi4py loaded, ASE's default makes rank 0 broadcast the outcome
+    # to every rank of COMM_WORLD, a collective the other ranks never join
+    ase.io.write(path, images, format="extxyz", parallel=False,
+                 columns=["type", "positions", *ex.names])
 
 
 def write_lammps_dump(ex: Export, path: Path) -> None:

@@ -42,7 +42,9 @@ def render_glass(run_dir, png: Path, run: int | None = None, size=(500, 500)) ->
         try:
             vp = Viewport(type=Viewport.Type.Top if len(ex.box) == 2 else Viewport.Type.Ortho)
             vp.zoom_all()
-            vp.render_image(size=size, filename=str(png), renderer=TachyonRenderer(ambient_occlusion=False))
+            # ambient occlusion off: 4 s instead of 10 at 500 px on 2 shared cores
+            vp.render_image(size=size, filename=str(png),
+                            renderer=TachyonRenderer(ambient_occlusion=False))
         finally:
             pipeline.remove_from_scene()
     return {"run": run, "ovito": ".".join(map(str, ovito.version))}
