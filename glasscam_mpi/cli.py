@@ -10,6 +10,7 @@
     glasscam status DIR                  (its Slurm jobs and stage progress)
     glasscam cancel DIR                  (scancel every job of the run directory not ended)
     glasscam config --preset paper-kam --set prepare.n_runs=100   (show the resolved config)
+    glasscam export --run-dir DIR --format gsd --xi 2 3       (test samples for OVITO)
     glasscam env                                               (the MPI/HDF5/LAMMPS stack)
 
 Under ``mpiexec``/``srun`` every rank runs the same command; only rank 0 prints reports.
@@ -22,10 +23,11 @@ rank: not finished, run it again to continue (:mod:`glasscam_mpi.walltime`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+
+from glasscam_mpi.jsonio import dumps
 
 # Thread counts are set per rank on purpose: one MD task or analysis per rank and core.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -168,6 +170,40 @@ def build_parser() -> argparse.ArgumentParser:
                                    "resolved config and each stage's headline figures, as JSON.")
     p.add_argument("run_dir", metavar="DIR")
 
+    from glasscam_mpi.export import FORMATS, SUFFIX
+
+    p = sub.add_parser("export", help="every test sample, glass and liquid, with Gamma, Upsilon, "
+                                      "Theta and Delta per particle, as a file OVITO opens",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write every ok test sample (liquid and glass of each test "
+                                   "run: one frame each, in one file) with per-particle "
+                                   "columns: type, position (wrapped into the periodic box, "
+                                   "as prepare.h5 keeps it), radius, Gamma of the explained "
+                                   "layer and of every layer, Upsilon, Theta, and for the "
+                                   "propensity configurations Delta at each delta target and "
+                                   "replica temperature; every field bare and coarse-grained "
+                                   "at each --xi. A value a sample lacks is NaN. The box, "
+                                   "units (lj) and the run's provenance (config.toml, stage "
+                                   "file versions) go in the file's own metadata; a LAMMPS "
+                                   "dump has no place for provenance, so it goes to "
+                                   "PATH.json beside it. Column names: glasscam_mpi/export.py.",
+                       epilog="formats: extxyz (ASE's writer: reals with 8 decimals), "
+                              "lammps-dump (LAMMPS's write_dump, every digit), gsd (the gsd "
+                              "package, HOOMD schema: float64 columns, float32 positions)")
+    p.add_argument("--run-dir", required=True, help="run directory (prepare complete; gradcam, "
+                   "indicators and propensity add their columns where they are complete)")
+    p.add_argument("--format", default="extxyz", choices=FORMATS,
+                   help="file format (default: extxyz)")
+    p.add_argument("--xi", type=float, nargs="+", default=[], metavar="X",
+                   help="coarse-graining lengths, each > 0 with 2 xi <= min(L)/2 (default: "
+                        "the run's [analyze].xi_pairs, the xi of the paper's Fig. 6)")
+    p.add_argument("--replicas", action="store_true",
+                   help="add each replica's cage-relative displacement at each delta target "
+                        "(columns delta_at<d>_temp<T>_rep<s>)")
+    p.add_argument("--out", metavar="PATH", default=None,
+                   help="output file (default: DIR/export/test-samples"
+                        f"{{{','.join(SUFFIX.values())}}})")
+
     p = sub.add_parser("config", help="print the resolved, validated configuration as TOML")
     _config_args(p)
 
@@ -304,7 +340,7 @@ def _cmd_status(args, comm) -> int:
 
     if comm.Get_rank() == 0:
         st = status(_known_run_dir(args.run_dir))
-        print(json.dumps(st, indent=2) if args.json else format_status(st))
+        print(dumps(st, indent=2) if args.json else format_status(st))
     return 0
 
 
@@ -331,7 +367,7 @@ def _cmd_info(args, comm) -> int:
     if comm.Get_rank() == 0:
         from glasscam_mpi.info import describe
 
-        print(json.dumps(describe(args.run_dir), indent=2, allow_nan=False))
+        print(dumps(describe(args.run_dir), indent=2))
     return 0
 
 
@@ -348,7 +384,17 @@ def _cmd_plan(args, comm) -> int:
         raise ConfigError(f"--rates-from {args.rates_from!r}: not a directory; give a run "
                           "directory whose train stage has run")
     result = plan(cfg, profile, rates_from=args.rates_from)
-    print(json.dumps(result, indent=2) if args.json else render_table(result))
+    print(dumps(result, indent=2) if args.json else render_table(result))
+    return 0
+
+
+def _cmd_export(args, comm) -> int:
+    from glasscam_mpi.export import export
+
+    if comm.Get_rank() == 0:
+        path = export(_known_run_dir(args.run_dir), args.format, args.xi, args.out,
+                      args.replicas)
+        print(f"export: wrote {path}", flush=True)
     return 0
 
 
@@ -380,7 +426,7 @@ def _cmd_env(args, comm) -> int:
 
 COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "submit": _cmd_submit, "plan": _cmd_plan, "info": _cmd_info,
             "status": _cmd_status, "cancel": _cmd_cancel, "resubmit": _cmd_resubmit,
-            "config": _cmd_config, "env": _cmd_env}
+            "config": _cmd_config, "env": _cmd_env, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

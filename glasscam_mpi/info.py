@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from glasscam_mpi.config import ConfigError
+from glasscam_mpi.jsonio import json_safe  # noqa: F401 - also imported from here
 from glasscam_mpi.rundir import RunDir
 
 
@@ -47,26 +48,3 @@ def _sweep(path: Path) -> dict:
         v = out["variants"].setdefault(r["variant"], {"C_max_gamma": {}})
         v["C_max_gamma"][r["row"]] = num(r["C_max_gamma"])
     return out
-
-
-def json_safe(value):
-    """``value`` with every non-finite float (NaN, +-inf) as None and numpy scalars and
-    arrays as Python numbers and lists: ``json.dumps`` would print NaN / Infinity, which is
-    not JSON (a strict parser, ``jq`` included, refuses it)."""
-    import math
-
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value

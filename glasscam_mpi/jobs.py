@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.slurm import Runner, Slurm, SlurmError, submission_env
 from glasscam_mpi.walltime import EXIT_NOT_FINISHED
 
@@ -76,7 +77,7 @@ def record_jobs(run_dir: Path | str, entries: Sequence[dict]) -> None:
                   "submitted": now, "after": [str(a) for a in e.get("after", ())],
                   "continues": e.get("continues")} for e in entries]
         tmp = path.with_name(f"jobs.json.tmp.{os.getpid()}")
-        tmp.write_text(json.dumps(jobs, indent=2) + "\n")
+        tmp.write_text(dumps(jobs, indent=2) + "\n")
         os.replace(tmp, path)
 
 

@@ -14,7 +14,6 @@ Only rank 0 of a job uses this class's file-system side; the stages broadcast wh
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from glasscam_mpi.config import (Config, ConfigError, build_config, config_diff,
                                  load_saved_config)
+from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.store import ShardStore
 
 
@@ -209,7 +209,7 @@ class RunDir:
         path = self.log_path(stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"argv": sys.argv, "host": socket.gethostname(), **record}
-        path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        path.write_text(dumps(record, indent=2, default=str) + "\n")
 
 
 def config_from_text(text: str) -> Config:

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glasscam_mpi.config import Config, ConfigError, build_config
+from glasscam_mpi.jsonio import dumps
 
 SHARED = ("prepare", "indicators", "propensity")  # the parent's stage files a sub-run links
 ALLOWED_SECTIONS = ("train", "gradcam")
@@ -321,7 +322,7 @@ def run_sweep(comm, parent: Path | str, variants_path: Path | str, seeds: int | 
         root.mkdir(exist_ok=True)
         record = {"variants": {v.name: v.overrides for v in variants}, "seeds": n_seeds,
                   "variants_file": str(Path(variants_path).resolve())}
-        (root / "variants.json").write_text(json.dumps(record, indent=2) + "\n")
+        (root / "variants.json").write_text(dumps(record, indent=2) + "\n")
         jobs = [(v, s) for v in variants for s in range(n_seeds)]
         for v, s in jobs:
             _check_same(v, s, v.seed_dir(root, s))

@@ -2,7 +2,8 @@
 # Build glasscam-mpi's one consistent HPC environment in a project-local venv.
 #
 #   bash hpc/bootstrap.sh          # runtime: MPI, parallel HDF5, mpi4py, h5py, LAMMPS, torch, Horovod
-#   bash hpc/bootstrap.sh --dev    # plus the test tools: pytest, a single-node Slurm + munge
+#   bash hpc/bootstrap.sh --dev    # plus the test tools: pytest, a single-node Slurm + munge,
+#                                  # OVITO and a software Vulkan driver (headless rendering)
 #
 # Idempotent: a second run checks, finds everything in place and takes seconds. Wheels that
 # are compiled here (mpi4py, h5py, Horovod) are cached under $GLASSCAM_WHEEL_CACHE, keyed by
@@ -74,7 +75,10 @@ case "$SYSPKG" in
   debian)
     apt_install build-essential cmake pkg-config python3-dev python3-venv \
                 mpich libmpich-dev libhdf5-mpich-dev
-    [ "$DEV" -eq 1 ] && apt_install slurm-wlm munge chromium chromium-driver
+    # libvulkan1 + mesa-vulkan-drivers (lavapipe, a CPU Vulkan driver): OVITO's renderers
+    # need a Vulkan loader and driver, and these let tests/test_export.py render headless
+    [ "$DEV" -eq 1 ] && apt_install slurm-wlm munge chromium chromium-driver \
+                                    libvulkan1 mesa-vulkan-drivers
     MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
     HDF5_DIR=${HDF5_DIR:-/usr/lib/$MULTIARCH/hdf5/mpich}
     ;;

@@ -225,3 +225,19 @@ def tiny_prepared(tmp_path_factory) -> Path:
     run_dir = base / "run"
     glasscam(["prepare", "--config", str(cfg), "--run-dir", str(run_dir)], n=2)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_full_run(tiny_prepared, tmp_path_factory) -> Path:
+    """``tiny_prepared`` carried through train, gradcam, indicators, propensity and analyze
+    under ``mpiexec -n 2`` (read-only in tests). Replica task 1 of propensity fails (a real
+    LAMMPS failure, injected), so the run has every stage file and failed tasks: ensemble
+    (config 0, T_0) has 3 ok replicas of 4, below min_replicas, and analyze fails it."""
+    rd = copy_prepared(tiny_prepared, tmp_path_factory.mktemp("full") / "run")
+    cfg = rd.parent / "full.toml"
+    cfg.write_text(TINY_TOML + TINY_TRAIN_TOML + TINY_PROPENSITY_TOML)
+    glasscam(["train", "--run-dir", str(rd), "--config", str(cfg)], n=2)
+    for stage in ("gradcam", "indicators", "propensity", "analyze"):
+        glasscam([stage, "--run-dir", str(rd)], n=2,
+                 env={"GLASSCAM_INJECT_FAULT": "propensity:1"})
+    return rd

@@ -47,8 +47,8 @@ subensembles = 2
 """
 TABLES = ("scale", "table2", "table3", "table3_scan", "table4", "table5", "tableS2",
           "crystallisation")
-FIGURES = ("fig1_2_maps", "fig3_corr_delta", "fig4_ensembles", "fig5_7_curves", "fig6_violins",
-           "fig8_corr_r", "xi_scan", "energy", "rdf", "train_curves")
+FIGURES = ("fig1_2_maps", "ovito_glass", "fig3_corr_delta", "fig4_ensembles", "fig5_7_curves",
+           "fig6_violins", "fig8_corr_r", "xi_scan", "energy", "rdf", "train_curves")
 # drawn whatever the CNN learnt (fig6 and fig8 need correctly classified samples)
 ALWAYS = set(FIGURES) - {"fig6_violins", "fig8_corr_r"}
 SYMBOL = {"gamma": "Γ", "volume": "Υ", "theta": "Θ"}
@@ -321,7 +321,8 @@ def test_report_without_gradcam(no_cnn_dir):
     text = (rep / "report.html").read_text()
     assert "The CNN stages (train, gradcam) were not run" in text
     figures = sorted(p.stem for p in (rep / "figures").glob("*.png"))
-    assert figures == sorted(set(FIGURES) - {"train_curves"})
+    assert figures == sorted(set(FIGURES) - {"train_curves", "ovito_glass"})
+    assert "no gradcam.h5: Γ was not computed" in text          # why the OVITO image is absent
     t5 = read_csv(rep / "tables" / "table5.csv")
     assert {r["indicator"] for r in t5} == {"Υ", "Θ"}
     s2 = read_csv(rep / "tables" / "tableS2.csv")
@@ -333,6 +334,20 @@ def test_report_without_gradcam(no_cnn_dir):
     t2 = (rep / "tables" / "table2.md").read_text()
     assert "No train.h5: the CNN stages (train, gradcam) were not run." in t2
     assert len(read_csv(rep / "tables" / "table2.csv")) == 1       # the paper's row only
+
+
+def test_report_without_ovito_says_why_its_image_is_missing(run_dir, tmp_path, monkeypatch):
+    """The OVITO picture is optional: with the module unimportable (None in sys.modules
+    makes 'import ovito' raise ImportError) the figure is not drawn, with the reason."""
+    import sys
+
+    from glasscam_mpi.report import ovito_view
+    from glasscam_mpi.rundir import RunDir
+
+    monkeypatch.setitem(sys.modules, "ovito", None)
+    fig = ovito_view.figure(RunDir(run_dir), tmp_path)
+    assert fig.path is None and not list(tmp_path.iterdir())
+    assert "ovito Python module is not installed" in fig.reason and "--dev" in fig.reason
 
 
 def test_report_before_analyze_is_a_user_error(run_dir, tmp_path):

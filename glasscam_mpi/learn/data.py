@@ -3,13 +3,13 @@ its liquid (label 0) and its glass (label 1) configuration (paper section 3.1)."
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.learn.grid import GridSpec, to_grid_batch
 from glasscam_mpi.learn.model import GLASS, LIQUID
 
@@ -129,4 +129,4 @@ def grid_split(split: Split, spec: GridSpec, indices: np.ndarray | None = None,
 
 
 def meta_json(meta: dict) -> str:
-    return json.dumps(meta, sort_keys=True)
+    return dumps(meta, sort_keys=True)

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
+from glasscam_mpi.jsonio import dumps
+
 LIQUID = 0
 GLASS = 1
 CLASS_NAMES = ("liquid", "glass")
@@ -131,7 +133,7 @@ class ModelSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:

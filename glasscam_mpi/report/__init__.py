@@ -3,7 +3,8 @@
     report/report.html      one self-contained file (figures embedded, no network)
     report/report.md        the same, linking the PNGs
     report/tables/*.md|csv  Tables 2-5 and S2, the scale, the crystallisation check
-    report/figures/*.png    Figs 1-8, the xi scan, U(T), g(r), the training curves
+    report/figures/*.png    Figs 1-8, the xi scan, U(T), g(r), the training curves, and
+                            an OVITO rendering of a glass coloured by 1 - Gamma
 
 Modules, one idea each: :mod:`.data` (read the stage files once), :mod:`.tables`,
 :mod:`.figures` (curves), :mod:`.maps` (per-particle maps), :mod:`.ensemble` (Fig. 4's
@@ -30,7 +31,7 @@ def report_dir(rd: RunDir) -> Path:
 def render(rd: RunDir, cfg: Config) -> dict:
     """Write ``RUN_DIR/report/`` from scratch; returns what was written (paths relative to
     the run directory) and the figures left out with why."""
-    from glasscam_mpi.report import data, figures, maps, page, sweep, tables
+    from glasscam_mpi.report import data, figures, maps, ovito_view, page, sweep, tables
 
     d = data.load(rd, cfg)
     out = report_dir(rd)
@@ -46,7 +47,8 @@ def render(rd: RunDir, cfg: Config) -> dict:
         (tmp / "tables" / f"{t.key}.md").write_text(head + t.markdown(), encoding="utf-8")
         (tmp / "tables" / f"{t.key}.csv").write_text(t.csv(), encoding="utf-8")
     fig_dir = tmp / "figures"
-    drawn = [maps.indicator_maps(d, fig_dir), figures.corr_delta(d, fig_dir),
+    drawn = [maps.indicator_maps(d, fig_dir), ovito_view.figure(rd, fig_dir),
+             figures.corr_delta(d, fig_dir),
              maps.ensemble_maps(d, fig_dir), figures.curves(d, fig_dir),
              figures.violins(d, fig_dir), figures.corr_r(d, fig_dir), figures.xi_scan(d, fig_dir),
              figures.energy(d, fig_dir), figures.rdf(d, fig_dir),

@@ -84,6 +84,7 @@ from glasscam_mpi.analysis.order import hexatic
 from glasscam_mpi.analysis.stats import constant_columns, pearson_matrix, spearman_matrix
 from glasscam_mpi.analysis.xiscan import resolve_xis
 from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import FarmStage, TaskFailed, require_tasks
 from glasscam_mpi.store import RowSpec, check_schema, stage_dataset
@@ -510,11 +511,11 @@ def _rows(cfg: Config, plan: Plan) -> dict:
 
 def _attrs(cfg: Config, plan: Plan) -> dict:
     return {"indicators": ",".join(INDICATORS), "pairs": ",".join(PAIR_NAMES),
-            "classes": ",".join(CLASSES), "forms": json.dumps(forms(cfg)),
+            "classes": ",".join(CLASSES), "forms": dumps(forms(cfg)),
             "have_gamma": int(plan.have_gamma), "xis": np.array(plan.xis),
             "r_corr": plan.r_corr, "ensemble_columns": ",".join(ENSEMBLE_COLUMNS),
-            "study": json.dumps(list(plan.study) if plan.study else None),
-            "xi_pairs": plan.xi_pairs, "xi_notes": json.dumps(list(plan.xi_notes))}
+            "study": dumps(list(plan.study) if plan.study else None),
+            "xi_pairs": plan.xi_pairs, "xi_notes": dumps(list(plan.xi_notes))}
 
 
 def _globals(cfg: Config, plan: Plan) -> dict:

@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 
+from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.learn.ensemble import SPREAD, spread
 
 
@@ -103,5 +104,5 @@ def summarize_members(path, cfg, plan) -> dict:
                            for q, name in enumerate(("C_max", "delta_star", "xi"))}}
         headline = json.loads(fh.attrs["headline"]) if "headline" in fh.attrs else {}
         headline["gamma_members"] = head
-        fh.attrs["headline"] = json.dumps(headline)
+        fh.attrs["headline"] = dumps(headline)
     return head

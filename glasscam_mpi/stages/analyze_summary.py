@@ -67,6 +67,7 @@ from glasscam_mpi.analysis.correlation import first_crossing
 from glasscam_mpi.analysis.pooling import (EDGE_FIRST, EDGE_LAST, EDGE_NONE, maxima,
                                            pool_temperatures, scan_edge, table5_rows)
 from glasscam_mpi.analysis.stats import describe
+from glasscam_mpi.jsonio import dumps
 
 EDGE_WORDS = {0: "inside", -1: "first (edge of the data)", 1: "last (edge of the data)"}
 PSI6_FLAG = 0.3       # |<psi_6>| of a glass; random points give ~ N^-1/2, a crystal ~ 1
@@ -285,7 +286,7 @@ def summarize_into(path, cfg, plan) -> dict:
         if (jumps == 1).any() or S["psi6_flag"][:, 1].any():
             notes.append("possible crystallisation: see summary/energy_jump and psi6_flag")
         head["notes"] = notes
-        fh.attrs["headline"] = json.dumps(head)
+        fh.attrs["headline"] = dumps(head)
     return head
 
 

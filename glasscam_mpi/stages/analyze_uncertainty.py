@@ -41,6 +41,7 @@ import numpy as np
 from glasscam_mpi.analysis.neighbours import PairList
 from glasscam_mpi.analysis.uncertainty import (null_curves, pooled_maxima, replica_bootstrap,
                                                replica_weights, shifted_indices)
+from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.parallel import task_rng
 
 QUANTILES = (16.0, 84.0)   # a 68 % interval, the +-1 sigma of a normal distribution
@@ -180,7 +181,7 @@ def uncertainty_into(path, cfg, plan) -> dict:
             "method": "bootstrap over replicas and configurations (C_max_err: std; "
                       "intervals: 16-84 %); null: C^max of the indicator field randomly "
                       "shifted (periodic) against Delta, C_max_null_q95 its 95th percentile"}
-        fh.attrs["headline"] = json.dumps(head)
+        fh.attrs["headline"] = dumps(head)
     return head
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import FarmStage, require_tasks
 from glasscam_mpi.store import RowSpec
@@ -311,9 +312,9 @@ def _attrs(cfg: Config, plan: Plan) -> dict:
     out = {"classes": ",".join(CLASSES), "layer": cfg.gradcam.layer,
            "targets": ",".join(f"{c}:{t}" for c, t in zip(CLASSES, _targets(cfg))),
            "cell_size": _cell_sizes(plan), "model": plan.model,
-           "model_spec": json.dumps(plan.spec)}
+           "model_spec": dumps(plan.spec)}
     if plan.members:
-        out.update(ensemble=len(plan.members), members=json.dumps(list(plan.members)))
+        out.update(ensemble=len(plan.members), members=dumps(list(plan.members)))
     return out
 
 

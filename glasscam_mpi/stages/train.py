@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.parallel import bcast_from_root, injected, task_rng
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import Stage, session
@@ -351,7 +352,7 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
             if is_best:
                 _save({k: v for k, v in state.items() if k != "optimizer"}, files["best"])
             _save(state, files["checkpoint"])
-            files["history"].write_text(json.dumps(history, indent=1) + "\n")
+            files["history"].write_text(dumps(history, indent=1) + "\n")
             print(f"train: epoch {epoch + 1}/{t.epochs} loss {history['train_loss'][-1]:.4f} "
                   f"acc {history['train_accuracy'][-1]:.3f} | validation loss "
                   f"{history['val_loss'][-1]:.4f} acc {history['val_accuracy'][-1]:.3f} | "
@@ -504,7 +505,7 @@ def _write_h5(rd, cfg, results: list[dict]):
         fh.attrs.update({"stage": STAGE, "system": cfg.system.name, "backend": first["backend"],
                          "ranks": first["ranks"], "device": first["device"],
                          "model_spec": first["mspec"].to_json(),
-                         "data_meta": json.dumps(first["meta"]),
+                         "data_meta": dumps(first["meta"]),
                          "best_epoch": first["best"]["epoch"],
                          "config": cfg.to_toml(), "glasscam_version": __version__})
         _write_member(fh, first)
