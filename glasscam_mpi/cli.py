@@ -9,6 +9,7 @@
     mpiexec -n K glasscam sweep --run-dir DIR --variants V.toml [--seeds 3]   (CNN variants)
     glasscam status DIR                  (its Slurm jobs and stage progress)
     glasscam cancel DIR                  (scancel every job of the run directory not ended)
+    glasscam import --run-dir DIR --system KAM glass.data      (your own configurations)
     glasscam config --preset paper-kam --set prepare.n_runs=100   (show the resolved config)
     glasscam export --run-dir DIR --format gsd --xi 2 3       (test samples for OVITO)
     glasscam env                                               (the MPI/HDF5/LAMMPS stack)
@@ -111,6 +112,37 @@ def build_parser() -> argparse.ArgumentParser:
                         + PROFILE_HELP.removeprefix("cluster profile: "))
     p.add_argument("--dry-run", action="store_true",
                    help="with --submit: write and print the script, submit nothing")
+
+    p = sub.add_parser("import", help="your own configurations as the test glasses of a new "
+                                      "run directory",
+                       description="Read configurations made elsewhere (LAMMPS data files and "
+                                   "dumps, extxyz, GSD) and write them as the test glass samples "
+                                   "of DIR/prepare.h5, with where each came from (path, format, "
+                                   "frame, sha256). Every frame is checked against the system: "
+                                   "species, composition, density, overlaps, a periodic box. "
+                                   "Then indicators, propensity, gradcam (with [gradcam].model, "
+                                   "a network trained by glasscam for the same system and box) "
+                                   "and analyze run on DIR as on a prepared run. Seeds: row i is "
+                                   "seeded as run i of a prepared run with the same [run].seed.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="configuration files, read in order; "
+                   "each selected frame becomes one test run")
+    p.add_argument("--run-dir", required=True, help="run directory to create (must be new)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--system", help="the system of the configurations: KAM, ABM, ABM-code, KA3D "
+                                    "(the rest of the config: defaults and --set)")
+    g.add_argument("--config", metavar="FILE", help="TOML config file (may say preset = \"...\"); "
+                   "[system].n_particles is taken from the files")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SEC.KEY=VALUE",
+                   help="override one config value, e.g. --set propensity.T_star=0.37 (repeatable)")
+    p.add_argument("--format", choices=("lammps-data", "lammps-dump", "extxyz", "gsd"),
+                   help="format of every FILE (default: from the suffix: .data/.lmp, "
+                        ".dump/.lammpstrj, .extxyz/.xyz, .gsd)")
+    p.add_argument("--frames", default=":", metavar="SPEC",
+                   help="frames of each file to import: ':' all (default), '-1' the last, "
+                        "'0,3', '::2'")
+    p.add_argument("--types", metavar="LABEL=SPECIES,...",
+                   help="type label of the files -> species of the system (default: LAMMPS "
+                        "types 1, 2 -> A, B, and the species names A, B themselves)")
 
     p = sub.add_parser("submit", help="write Slurm job scripts and submit them (afterok chain)",
                        description="Render jobscripts/<stage>.sbatch.j2 for a cluster profile, "
@@ -335,6 +367,16 @@ def _cmd_sweep(args, comm) -> int:
     return 0
 
 
+def _cmd_import(args, comm) -> int:
+    from glasscam_mpi.importer import run_import
+    from glasscam_mpi.parallel import bcast_from_root
+
+    bcast_from_root(comm, lambda: run_import(
+        args.run_dir, args.files, system=args.system, config=args.config,
+        overrides=args.overrides, fmt=args.format, frames=args.frames, types=args.types))
+    return 0
+
+
 def _cmd_status(args, comm) -> int:
     from glasscam_mpi.jobs import format_status, status
 
@@ -424,7 +466,7 @@ def _cmd_env(args, comm) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "submit": _cmd_submit, "plan": _cmd_plan, "info": _cmd_info,
+COMMANDS = {"import": _cmd_import, "run": _cmd_run, "sweep": _cmd_sweep, "submit": _cmd_submit, "plan": _cmd_plan, "info": _cmd_info,
             "status": _cmd_status, "cancel": _cmd_cancel, "resubmit": _cmd_resubmit,
             "config": _cmd_config, "env": _cmd_env, "export": _cmd_export}
 

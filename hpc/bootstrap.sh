@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build glasscam-mpi's one consistent HPC environment in a project-local venv.
 #
-#   bash hpc/bootstrap.sh          # runtime: MPI, parallel HDF5, mpi4py, h5py, LAMMPS, torch, Horovod
+#   bash hpc/bootstrap.sh          # runtime: MPI, parallel HDF5, mpi4py, h5py, LAMMPS, torch, Horovod,
+#                                  # ASE and gsd (readers and writers of 'glasscam import'/'export')
 #   bash hpc/bootstrap.sh --dev    # plus the test tools: pytest, a single-node Slurm + munge,
 #                                  # OVITO and a software Vulkan driver (headless rendering)
 #
@@ -183,6 +184,21 @@ if [ "$WITH_HOROVOD" = 1 ] && ! have "import horovod.torch"; then
   "${PIP[@]}" install --no-deps "$HWHEELS/horovod-$HOROVOD_VERSION-"*.whl
   "${PIP[@]}" install cloudpickle psutil pyyaml packaging   # horovod's own runtime needs
 fi
+
+# ---------------------------------------------------------------- readers of other formats
+# ASE (LAMMPS data and dump files, extxyz) and gsd (HOOMD's GSD frames) read and write the
+# configurations of 'glasscam import'. Binary wheels from PyPI, kept in the wheel cache
+# like the compiled ones, so a fresh venv on this machine installs them without the index.
+cached_wheel() {  # name version: NAME==VERSION's PyPI wheel, downloaded once into the cache
+  local name=$1 version=$2
+  if ! ls "$WHEELS/${name}-${version}-"*.whl >/dev/null 2>&1; then
+    say "downloading the $name $version wheel (cached in $WHEELS)"
+    "${PIP[@]}" download --no-deps --only-binary :all: -d "$WHEELS" "$name==$version"
+  fi
+  "${PIP[@]}" install "$WHEELS/${name}-${version}-"*.whl
+}
+have "import ase; assert ase.__version__ == '$ASE_VERSION'" || cached_wheel ase "$ASE_VERSION"
+have "import gsd.version; assert gsd.version.version == '$GSD_VERSION'" || cached_wheel gsd "$GSD_VERSION"
 
 # ---------------------------------------------------------------- the package
 EXTRAS=""; [ "$DEV" -eq 1 ] && EXTRAS="[dev]"

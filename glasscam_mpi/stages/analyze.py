@@ -272,9 +272,29 @@ def _sample_task(cfg: Config, plan: Plan, files: dict, i: int) -> dict:
             predicted = int(files["gradcam"]["predicted"][i, cls])
             if plan.n_layers:
                 layers = files["gradcam"]["gamma_layers"][i, cls].astype(np.float64).T
-        per_class.append(analyse_sample(plan, prep[CLASSES[cls]][r], prep["types"][r],
+        x = prep[CLASSES[cls]][r]
+        if not np.isfinite(x).all():  # no such sample (the liquid of an imported glass)
+            per_class.append(_sample_rows(plan, None, cls))
+            continue
+        per_class.append(analyse_sample(plan, x, prep["types"][r],
                                         _fields(plan, files, i, cls), layers, predicted, cls))
     return {name: np.stack([d[name] for d in per_class]) for name in per_class[0]}
+
+
+def _sample_rows(plan: Plan, predicted: int | None, label: int) -> dict:
+    """A test sample's rows before anything is computed: NaN, "no CNN" where ``predicted``
+    is None (also what a sample that does not exist keeps)."""
+    m, X, B = len(plan.xis), len(INDICATORS), plan.bins
+    out = {"samples/pearson": np.full((m, len(PAIRS)), np.nan),
+           "samples/spearman": np.full((m, len(PAIRS)), np.nan),
+           "samples/constant": np.zeros(X, np.int8),
+           "samples/correct": np.array(-1 if predicted is None else int(predicted == label),
+                                       np.int8),
+           "samples/corr_r": np.full((B + 1, X), np.nan),
+           "samples/corr_r_layers": np.full((B + 1, max(plan.n_layers, 1)), np.nan),
+           "samples/rdf": np.full((plan.rdf_bins, len(plan.species_pairs)), np.nan),
+           "samples/psi6": np.array(np.nan), "samples/psi6_local": np.array(np.nan)}
+    return out
 
 
 def analyse_sample(plan: Plan, x: np.ndarray, types: np.ndarray, F: np.ndarray,
@@ -293,15 +313,7 @@ def analyse_sample(plan: Plan, x: np.ndarray, types: np.ndarray, F: np.ndarray,
         The sample's rows (without the leading class axis) of the ``samples/`` datasets.
     """
     m, X, B = len(plan.xis), len(INDICATORS), plan.bins
-    out = {"samples/pearson": np.full((m, len(PAIRS)), np.nan),
-           "samples/spearman": np.full((m, len(PAIRS)), np.nan),
-           "samples/constant": np.zeros(X, np.int8),
-           "samples/correct": np.array(-1 if predicted is None else int(predicted == label),
-                                       np.int8),
-           "samples/corr_r": np.full((B + 1, X), np.nan),
-           "samples/corr_r_layers": np.full((B + 1, max(plan.n_layers, 1)), np.nan),
-           "samples/rdf": np.full((plan.rdf_bins, len(plan.species_pairs)), np.nan),
-           "samples/psi6": np.array(np.nan), "samples/psi6_local": np.array(np.nan)}
+    out = _sample_rows(plan, predicted, label)
     have = np.isfinite(F).all(axis=0)
     cols = np.flatnonzero(have)
     pl = _pair_list(plan, x)                                     # the one pair search

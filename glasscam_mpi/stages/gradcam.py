@@ -145,7 +145,6 @@ def _task_block(ctx, idx: list[int]) -> list[dict]:
     """The tasks ``idx`` (test runs plan.runs[i]) as one batch: both samples of every run,
     every layer's map from one gridding and one forward + backward pass (on a GPU:
     gridding and M^-1 there too, one copy back)."""
-    from glasscam_mpi.learn.gradcam import gradcam_particles_layers
     from glasscam_mpi.learn.model import GLASS, LIQUID
 
     cfg, plan, prep, models, gspec = ctx
@@ -158,19 +157,39 @@ def _task_block(ctx, idx: list[int]) -> list[dict]:
     members = []  # each member's (per_layer (2k, L, N) f4, p_glass (2k,))
     for model in models:
         if targets[0] == targets[1]:  # one batch for both classes
-            per_layer, p_glass = gradcam_particles_layers(model, gspec, plan.box, pos, types,
-                                                          target=targets[0])
+            per_layer, p_glass = _explain(model, gspec, plan.box, pos, types, targets[0])
         else:
             per_layer = np.empty((2 * k, model.n_layers, n))
             p_glass = np.empty(2 * k)
             for j in range(2):
-                per_layer[j::2], p_glass[j::2] = gradcam_particles_layers(
-                    model, gspec, plan.box, pos[j::2], types[j::2], target=targets[j])
+                per_layer[j::2], p_glass[j::2] = _explain(
+                    model, gspec, plan.box, pos[j::2], types[j::2], targets[j])
         members.append((per_layer.astype(np.float32), p_glass))
     layer = range(models[0].n_layers)[cfg.gradcam.layer]
     return [ensemble_row(np.stack([m[0][2 * j:2 * j + 2] for m in members]),
                          np.stack([m[1][2 * j:2 * j + 2] for m in members]), layer)
             for j in range(k)]
+
+
+def _explain(model, gspec, box, pos: np.ndarray, types: np.ndarray, target: int):
+    """gradcam_particles_layers of the samples that exist; a sample of NaN positions (the
+    liquid of an imported glass, glasscam_mpi.importer) gets NaN maps and p_glass. It is
+    computed on a stand-in (an existing sample of the batch) and then blanked, so the batch
+    keeps its shape: torch's float32 kernels depend on it, and an imported glass then gets
+    the very bits the same glass gets in a prepared run."""
+    from glasscam_mpi.learn.gradcam import gradcam_particles_layers
+
+    there = np.isfinite(pos).all(axis=(1, 2))
+    if not there.any():
+        return (np.full((len(pos), model.n_layers, pos.shape[1]), np.nan),
+                np.full(len(pos), np.nan))
+    if not there.all():
+        stand_in = np.flatnonzero(there)[0]
+        pos, types = pos.copy(), types.copy()
+        pos[~there], types[~there] = pos[stand_in], types[stand_in]
+    per_layer, p_glass = gradcam_particles_layers(model, gspec, box, pos, types, target=target)
+    per_layer[~there], p_glass[~there] = np.nan, np.nan
+    return per_layer, p_glass
 
 
 def ensemble_row(layers: np.ndarray, p_glass: np.ndarray, layer: int) -> dict:
@@ -194,7 +213,8 @@ def ensemble_row(layers: np.ndarray, p_glass: np.ndarray, layer: int) -> dict:
     gamma = g[:, layer]
     row = {"gamma": gamma, "gamma_layers": g,
            "zero": (gamma == 0).all(axis=1).astype(np.int8),
-           "p_glass": p.astype(np.float32), "predicted": (p > 0.5).astype(np.int8)}
+           "p_glass": p.astype(np.float32),
+           "predicted": np.where(np.isnan(p), -1, p > 0.5).astype(np.int8)}  # -1: no sample
     if K > 1:
         row["gamma_members"] = layers[:, :, layer].transpose(1, 0, 2).astype(np.float32)
     return row

@@ -35,7 +35,10 @@ DESCRIPTION = ("Compute the raw structural indicators (paper sections 3.3-3.4) o
 
 def indicator_fields(cfg: Config, box: np.ndarray, positions: np.ndarray,
                      types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Upsilon, Theta) of one configuration."""
+    """(Upsilon, Theta) of one configuration; NaN for a sample that does not exist (NaN
+    positions: the liquid of an imported glass, glasscam_mpi.importer)."""
+    if not np.isfinite(positions).all():
+        return np.full(len(positions), np.nan), np.full(len(positions), np.nan)
     return (voronoi_volumes(box, positions),
             tong_tanaka(box, positions, types, cfg.sys.radii()))
 

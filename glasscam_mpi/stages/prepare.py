@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glasscam_mpi.config import Config
+from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.md.cooling import CoolingPlan, run_cooling
 from glasscam_mpi.md.engine import MDError
 from glasscam_mpi.parallel import injected, lammps_seeds, task_rng
@@ -96,7 +96,19 @@ class Plan:
 
 
 def _plan(rd: RunDir, cfg: Config) -> Plan:
+    if imported(rd):  # glasscam import wrote prepare.h5: no cooling run to do
+        if not rd.intact(STAGE):
+            raise ConfigError(f"{rd.stage_file(STAGE)} (imported) is missing or damaged; "
+                              "rerun 'glasscam import' into a new --run-dir")
+        return Plan(0, plan_of(cfg))
     return Plan(cfg.prepare.n_runs, plan_of(cfg))
+
+
+def imported(rd: RunDir) -> bool:
+    """Whether the run directory's test glasses came from 'glasscam import'."""
+    from glasscam_mpi.importer import is_imported
+
+    return rd.log_path("import").exists() or is_imported(rd.stage_file(STAGE))
 
 
 @contextlib.contextmanager
@@ -191,6 +203,13 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
     split, step, pe, T = fh["split"][:], fh["step"][:], fh["pe"][:][ok], fh["T"][:][ok]
     out: dict = {"split_ok_runs": {name: int(((split == s) & ok).sum())
                                    for s, name in enumerate(SPLIT_NAMES)}}
+    if str(fh.attrs.get("origin", "")) == "import":
+        out["imported"] = {"frames": int(len(split)),
+                           "files": sorted({p.decode() for p in fh["source_path"][:]}),
+                           "formats": sorted({f.decode() for f in fh["source_format"][:]})}
+        out["T_star"] = {"estimate": None, "paper": cfg.sys.T_star_paper,
+                         "why": "imported configurations: no cooling curve"}
+        return out
     if not ok.any():
         out["headline"] = {}
         return out
