@@ -11,6 +11,7 @@ import os
 import random
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -167,6 +168,45 @@ def start_glasscam(args: list[str], n: int) -> subprocess.Popen:
     cmd = [*mpiexec(n), sys.executable, "-m", "glasscam_mpi.cli", *args]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+
+
+def _processes_naming(text: str) -> list[int]:
+    """PIDs whose command line contains ``text`` (Linux /proc), this process excluded."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_job(proc: subprocess.Popen, run_dir: Path, sig: int = signal.SIGKILL,
+             timeout: float = 60) -> None:
+    """Kill a job started by :func:`start_glasscam` as a scheduler or a user would, and
+    return only once none of its ranks is left. ``sig`` goes to mpiexec's process group;
+    hydra starts its proxy and the ranks in sessions of their own, so a rank outlives
+    mpiexec for a moment and can still finish a task. Counting shards before every rank
+    is gone made the kill-and-resume tests flaky on a loaded machine; the ranks (found by
+    the run directory on their command line) are therefore killed too and waited for."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # it had ended by itself
+        pass
+    proc.communicate(timeout=timeout)
+    deadline = time.time() + timeout
+    while pids := _processes_naming(str(run_dir)):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert time.time() < deadline, f"ranks {pids} of the killed job are still alive"
+        time.sleep(0.05)
 
 
 def wait_for_shards(run_dir: Path, stage: str, k: int, proc: subprocess.Popen,

@@ -3,15 +3,13 @@ run directory: rank-count independence, kill and resume, the stage files' conten
 against an independent recomputation, and ``glasscam info``."""
 
 import json
-import os
-import signal
 
 import h5py
 import numpy as np
 import pytest
 
 from conftest import copy_prepared as _copy_prepared
-from conftest import (TINY_TOML, assert_same_data, glasscam, read_stage, start_glasscam,
+from conftest import (TINY_TOML, assert_same_data, glasscam, kill_job, read_stage, start_glasscam,
                       wait_for_shards)
 from glasscam_mpi.analysis import tong_tanaka, voronoi_volumes
 from glasscam_mpi.systems import get_system
@@ -101,8 +99,7 @@ def test_propensity_killed_job_resumes_to_the_same_result(propensity_ref, tiny_p
     # replicas run in rounds (segments of log time): kill during the first one
     first_round = "propensity/rounds/r0"
     wait_for_shards(rd, first_round, 3, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    kill_job(proc, rd)
     done = len([p for p in (rd / "shards" / first_round).iterdir() if ".ok." in p.name])
     assert 3 <= done < 24 and not (rd / "propensity.h5").exists()
     res = glasscam(["propensity", "--run-dir", str(rd)], n=2)

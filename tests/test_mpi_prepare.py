@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import (ROOT, TINY_TOML, assert_same_data, glasscam, mpiexec, read_stage,
+from conftest import (ROOT, TINY_TOML, assert_same_data, glasscam, kill_job, mpiexec, read_stage,
                       start_glasscam, wait_for_shards)
 
 pytestmark = pytest.mark.mpi
@@ -84,8 +84,7 @@ def test_killed_job_resumes_to_the_same_result(tmp_path, sig):
     run_dir = tmp_path / "killed"
     proc = _start(cfg, run_dir, 2)
     wait_for_shards(run_dir, "prepare", 3, proc)
-    os.killpg(proc.pid, sig)
-    proc.communicate(timeout=60)
+    kill_job(proc, run_dir, sig)
     done_before = {p.name for p in (run_dir / "shards" / "prepare").iterdir() if ".ok." in p.name}
     assert 3 <= len(done_before) < 10 and not (run_dir / "prepare.h5").exists()
     res = _prepare(cfg, run_dir, 2)
@@ -125,8 +124,7 @@ def test_second_job_on_the_same_run_dir_is_refused(tmp_path):
         assert second.returncode == 2
         assert "is in use by pid" in second.stderr and "use another --run-dir" in second.stderr
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.communicate(timeout=60)
+        kill_job(first, run_dir)
 
 
 def test_exception_on_one_rank_ends_the_whole_job(tmp_path, tiny_config):

@@ -9,7 +9,6 @@ with every task but task 0 starting a few seconds late, and the job is killed on
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import copy_prepared as _copy_prepared
-from conftest import (ROOT, TINY_TOML, assert_same_data, glasscam, mpiexec, read_stage,
+from conftest import (ROOT, TINY_TOML, assert_same_data, glasscam, kill_job, mpiexec, read_stage,
                       wait_for_shards)
 
 pytestmark = pytest.mark.mpi
@@ -57,11 +56,7 @@ def _killed_mid_stage(stage: str, run_dir, n: int = 2) -> int:
     try:
         wait_for_shards(run_dir, stage, 1, proc)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # it ended by itself (the wait above says why)
-            pass
-        proc.communicate(timeout=60)
+        kill_job(proc, run_dir)
     assert not (run_dir / f"{stage}.h5").exists()
     return len([p for p in (run_dir / "shards" / stage).iterdir() if ".ok." in p.name])
 
