@@ -71,20 +71,6 @@ from glasscam_mpi.analysis.stats import describe
 EDGE_WORDS = {0: "inside", -1: "first (edge of the data)", 1: "last (edge of the data)"}
 PSI6_FLAG = 0.3       # |<psi_6>| of a glass; random points give ~ N^-1/2, a crystal ~ 1
 STATS = ("n", "mean", "std", "median", "q25", "q75", "min", "max")
-PAPER = {  # METHOD.md section 8
-    "KAM": {"table2": (1.00, 0.998),
-            "table5": {"gamma": (0.925, 1.167), "volume": (0.966, 2.860), "theta": (0.885, 1.402)},
-            "xi": {"delta": (3.0, 4.0, 5.0), "fig57": 4.0, "indicators": 8.0, "fig6": 4.0},
-            "pairs_glass_mean": {"gamma-volume": "negative", "gamma-theta": 0.426,
-                                 "theta-volume": -0.597},
-            "table4": (0.769, 0.958, 0.820, 0.878, 0.985), "T_star": 0.37},
-    "ABM": {"table2": (1.00, 1.00),
-            "table5": {"gamma": (0.712, 2.620), "volume": (0.858, 2.620), "theta": (0.790, 0.148)},
-            "xi": {"delta": (3.0, 3.0, 2.0), "fig57": 3.0, "indicators": 5.0, "fig6": 3.0},
-            "pairs_glass_mean": {"gamma-volume": 0.585, "gamma-theta": -0.378,
-                                 "theta-volume": -0.327},
-            "table4": None, "T_star": 1.0},
-}
 
 
 def _f(x) -> float | None:
