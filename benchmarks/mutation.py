@@ -84,7 +84,7 @@ MODULES: dict[str, list[str]] = {
                   "tests/test_propensity_physics.py", "tests/test_analysis_voronoi.py"],
     "md/replica": ["tests/test_md_replica.py", "tests/test_propensity_physics.py",
                    "tests/test_md_protocol.py", "tests/test_parameters.py"],
-    "analysis/_checks": ["tests/test_analysis_coarse.py", "tests/test_analysis_correlation.py",
+    "analysis/checks": ["tests/test_analysis_coarse.py", "tests/test_analysis_correlation.py",
                          "tests/test_analysis_neighbours.py", "tests/test_analysis_voronoi.py",
                          "tests/test_analysis_cage.py", "tests/test_analysis_tongtanaka.py",
                          "tests/test_analysis_order.py"],

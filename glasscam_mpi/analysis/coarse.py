@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse
 from scipy.spatial import cKDTree
 
-from glasscam_mpi.analysis._checks import (as_box, as_field, as_positions, as_positive,
+from glasscam_mpi.analysis.checks import (as_box, as_field, as_positions, as_positive,
                                            check_half_box, wrap)
 
 _SPARSE_FROM = 6  # fields per call from which sparse products beat per-field bincounts

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from glasscam_mpi.analysis._checks import as_box, as_positions, wrap
+from glasscam_mpi.analysis.checks import as_box, as_positions, wrap
 from glasscam_mpi.analysis.voronoi import voronoi_tessellation
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glasscam_mpi.analysis._checks import as_box, as_positions, wrap
+from glasscam_mpi.analysis.checks import as_box, as_positions, wrap
 from glasscam_mpi.analysis.delaunay import circumcentres, periodic_delaunay
 
 BACKENDS = ("auto", "delaunay", "freud")
