@@ -226,11 +226,12 @@ def units_of(cfg: Config) -> tuple[str, str]:
 def _t_star_estimate(rd: RunDir, cfg: Config) -> dict:
     """T* from the cooling curves of prepare.h5, as ``glasscam info`` shows it (NaN and
     the estimator's reason where it finds no kink)."""
-    from glasscam_mpi.stages.prepare import estimate_t_star_of
+    from glasscam_mpi.analysis.tstar import estimate_t_star
+    from glasscam_mpi.store import cooling_curves
 
     try:
-        return {"T_star_estimate": float(estimate_t_star_of(rd.stage_file("prepare"),
-                                                            cfg).T_star), "T_star_why": ""}
+        return {"T_star_estimate": float(estimate_t_star(
+            *cooling_curves(rd.stage_file("prepare"))).T_star), "T_star_why": ""}
     except ValueError as exc:
         return {"T_star_estimate": float("nan"), "T_star_why": str(exc)}
 
