@@ -1,4 +1,4 @@
-"""Tests written to kill surviving mutants of ``analysis/`` (benchmarks/mutation.py).
+"""Tests written to kill surviving mutants of ``analysis/`` (tests/tools/mutation.py).
 
 Each test checks a physical or numerical quantity against an independent reference (a
 brute-force loop, a value worked out by hand, a textbook formula) or an invariant; the
