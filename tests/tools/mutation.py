@@ -102,6 +102,9 @@ MODULES: dict[str, list[str]] = {
     "analysis/stats": ["tests/test_analysis_stats.py", "tests/test_analysis_neighbours.py"],
     "analysis/order": ["tests/test_analysis_order.py"],
     "analysis/tstar": ["tests/test_analysis_tstar.py"],
+    "analysis/crossing": ["tests/test_analysis_compare.py", "tests/test_propensity_physics.py"],
+    "analysis/subensembles": ["tests/test_analysis_compare.py"],
+    "analysis/compare": ["tests/test_analysis_compare.py"],
     "learn/grid": ["tests/test_learn_grid.py", "tests/test_learn_gradcam.py"],
     "learn/gradcam": ["tests/test_learn_gradcam.py"],
 }
