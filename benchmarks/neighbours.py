@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 
-from glasscam_mpi.analysis._checks import (as_box, as_field, as_positions,  # noqa: E402
+from glasscam_mpi.analysis.checks import (as_box, as_field, as_positions,  # noqa: E402
                                            as_positive, wrap)
 
 R_MAX, DENSITY, BINS = 16.0, 1.2, 64

@@ -270,3 +270,22 @@ def stage_dataset(fh, stage: str, name: str, default=_NO_DEFAULT):
     raise ConfigError(f"{fh.filename} (schema version {version}, glasscam "
                       f"{fh.attrs.get('glasscam_version', '?')}) lacks the dataset {name!r}, "
                       f"{why}; {_rerun(fh, stage)} to rewrite it")
+
+
+def cooling_curves(path) -> tuple[np.ndarray, np.ndarray]:
+    """(T, U) along the cooling ramp of prepare.h5 at ``path``: the measured temperature
+    and the potential energy per particle, each averaged over the ok runs (what T* is
+    estimated from: :func:`~glasscam_mpi.analysis.tstar.estimate_t_star`).
+
+    Raises:
+        ValueError: If the file has no ok run.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        ok = fh["status"][:] == 1
+        if not ok.any():
+            raise ValueError("no ok runs in prepare.h5")
+        U = fh["pe"][:][ok].mean(axis=0)
+        T = fh["T"][:][ok].mean(axis=0)
+    return T, U

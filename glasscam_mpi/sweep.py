@@ -399,7 +399,7 @@ def run_sweep(comm, parent: Path | str, variants_path: Path | str, seeds: int | 
     for o in outcomes:
         if not o.ok:
             print(f"sweep: FAILED {o.message}", flush=True)
-    rows = write_table(parent, variants, n_seeds)
+    rows = write_table(root, variants, n_seeds)
     print(f"sweep: wrote {root / 'table.md'}, {root / 'table.csv'} and {root / 'sweep.png'}",
           flush=True)
     return {"rows": rows, "failed": [o.message for o in outcomes if not o.ok]}

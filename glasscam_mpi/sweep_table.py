@@ -70,10 +70,8 @@ def sub_run_row(sub: Path) -> dict:
     return {k: float(v) if k in NUMERIC else v for k, v in row.items()}
 
 
-def collect(parent: Path, variants, n_seeds: int) -> list[dict]:
-    from glasscam_mpi.sweep import sweep_root
-
-    root = sweep_root(parent)
+def collect(root: Path, variants, n_seeds: int) -> list[dict]:
+    """Every sub-run's row, under the sweep directory ``root`` (``PARENT/sweep``)."""
     rows = []
     for v in variants:
         seeds = [{"variant": v.name, "row": f"seed-{s}", **sub_run_row(v.seed_dir(root, s))}
@@ -155,14 +153,12 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_table(parent: Path, variants, n_seeds: int) -> list[dict]:
-    """Collect every sub-run's row and write table.csv, table.md and sweep.png."""
+def write_table(root: Path, variants, n_seeds: int) -> list[dict]:
+    """Collect every sub-run's row and write table.csv, table.md and sweep.png into the
+    sweep directory ``root`` (``PARENT/sweep``)."""
     import os
 
-    from glasscam_mpi.sweep import sweep_root
-
-    root = sweep_root(parent)
-    rows = collect(parent, variants, n_seeds)
+    rows = collect(root, variants, n_seeds)
     for name, text in (("table.csv", to_csv(rows)), ("table.md", to_markdown(rows, n_seeds))):
         tmp = root / f"{name}.tmp"
         tmp.write_text(text)

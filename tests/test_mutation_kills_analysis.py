@@ -1,4 +1,4 @@
-"""Tests written to kill surviving mutants of ``analysis/`` (benchmarks/mutation.py).
+"""Tests written to kill surviving mutants of ``analysis/`` (tests/tools/mutation.py).
 
 Each test checks a physical or numerical quantity against an independent reference (a
 brute-force loop, a value worked out by hand, a textbook formula) or an invariant; the
@@ -8,10 +8,10 @@ docstring of each names the mutants it kills.
 import numpy as np
 import pytest
 
-from glasscam_mpi.analysis._checks import wrap
+from glasscam_mpi.analysis.checks import wrap
 
 
-# -- _checks ----------------------------------------------------------------------------------
+# -- checks -----------------------------------------------------------------------------------
 def test_wrap_maps_rounding_edge_cases_into_the_half_open_box():
     """Kills ``(out >= box) | (out < 0) -> &``, ``>= -> >`` and ``0.0 -> 1.0`` in wrap: a
     tiny negative coordinate gives L - 1e-17 == L in float64, which must go to 0, never to L

@@ -1,5 +1,5 @@
 """Tests written to kill surviving mutants of ``learn/grid`` and ``learn/gradcam``
-(benchmarks/mutation.py).
+(tests/tools/mutation.py).
 
 Each test checks a numerical quantity against an independent reference (a per-particle
 loop, an analytic field) or an invariant; the docstring of each names the mutants it kills.

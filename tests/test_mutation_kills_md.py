@@ -1,4 +1,4 @@
-"""Tests written to kill surviving mutants of ``systems`` and ``md/`` (benchmarks/mutation.py).
+"""Tests written to kill surviving mutants of ``systems`` and ``md/`` (tests/tools/mutation.py).
 
 Each test checks a physical or numerical quantity against an independent reference (a
 METHOD.md literal, a value worked out by hand, Eq. 1 coded here) or an invariant; the

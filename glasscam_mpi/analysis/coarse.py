@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse
 from scipy.spatial import cKDTree
 
-from glasscam_mpi.analysis._checks import (as_box, as_field, as_positions, as_positive,
+from glasscam_mpi.analysis.checks import (as_box, as_field, as_positions, as_positive,
                                            check_half_box, wrap)
 
 _SPARSE_FROM = 6  # fields per call from which sparse products beat per-field bincounts
@@ -100,25 +100,46 @@ def coarse_grain(box, positions, values, xi: float, *, beyond_half_box: bool = F
     return (ref + num / den[:, None]).reshape(X.shape)
 
 
-def normalize01(values) -> np.ndarray:
-    """Map a field onto [0, 1]: subtract the minimum, then divide by the new maximum.
+def normalize01(values, axis: int = 0, ignore_nan: bool = False) -> np.ndarray:
+    """Map fields onto [0, 1] along the particle axis: (X - min) / (max - min).
+
+    The one [0, 1] normalisation of the package: the maps and correlations of analyze,
+    the seed ensemble's mean Gamma (:mod:`glasscam_mpi.learn.ensemble`) and the report's
+    Fig. 4 maps all use it.
 
     Args:
-        values: (N,) field, or (N, k) fields normalised column by column.
+        values: (N,) field, or (N, k) fields normalised column by column; any array with
+            ``axis`` the particle axis, e.g. (m, N, k) fields at m coarse-graining
+            lengths with ``axis=-2``.
+        axis: The particle axis (minimum and maximum are taken along it).
+        ignore_nan: Leave NaN entries out of the minimum and maximum (they stay NaN in
+            the result); without it non-finite values are refused.
 
     Returns:
         float64 array of the same shape with min 0 and max 1 per field. A constant field
         (max == min) has no scale and maps to zeros, without a division warning.
 
     Raises:
-        ValueError: If ``values`` is not 1D/2D, is empty, or has non-finite entries.
+        ValueError: If ``values`` is not a real numeric array of at least one particle
+            along ``axis``, or (without ``ignore_nan``) has non-finite entries.
     """
     arr = np.asarray(values)
-    if arr.ndim not in (1, 2) or arr.shape[0] < 1:
-        raise ValueError(f"values must have shape (N,) or (N, k) with N >= 1; "
-                         f"got shape {arr.shape}")
-    arr = as_field(arr, arr.shape[0])
-    shifted = arr - arr.min(axis=0)
-    top = shifted.max(axis=0)
-    scale = np.where(top > 0, top, 1.0)
-    return shifted / scale
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"values must be a real numeric array; got dtype {arr.dtype}")
+    if arr.ndim < 1 or not -arr.ndim <= axis < arr.ndim or arr.shape[axis] < 1:
+        raise ValueError(f"values must have N >= 1 particles along axis {axis} (shape (N,) "
+                         f"or (N, k) for axis 0); got shape {arr.shape}")
+    arr = np.asarray(arr, dtype=float)
+    if ignore_nan:
+        low, high = np.nanmin, np.nanmax
+    else:
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"values contains {int(np.sum(~np.isfinite(arr)))} non-finite "
+                             f"value(s)")
+        low, high = np.min, np.max
+    # one formula either way; the two pairs of reductions agree on every finite array up
+    # to which of -0.0 and +0.0 they return as the minimum, which decides only the sign of
+    # a zero in the result: each caller keeps the reduction it always had
+    lo = low(arr, axis=axis, keepdims=True)
+    top = high(arr, axis=axis, keepdims=True) - lo
+    return (arr - lo) / np.where(top > 0, top, 1.0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
-from glasscam_mpi.analysis._checks import as_box, as_field, as_positions, as_positive, wrap
+from glasscam_mpi.analysis.checks import as_box, as_field, as_positions, as_positive, wrap
 from glasscam_mpi.analysis.coarse import iter_pairs
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import Delaunay
 
-from glasscam_mpi.analysis._checks import as_box, as_positions, wrap
+from glasscam_mpi.analysis.checks import as_box, as_positions, wrap
 
 _MAX_ATTEMPTS = 8
 _last: dict = {}  # {key: PeriodicDelaunay} of the most recent call only

@@ -70,7 +70,7 @@ import numpy as np
 import scipy.sparse
 from scipy.spatial import cKDTree
 
-from glasscam_mpi.analysis._checks import (as_box, as_field, as_positions, as_positive,
+from glasscam_mpi.analysis.checks import (as_box, as_field, as_positions, as_positive,
                                            as_species_indices, check_half_box, wrap)
 
 _BANDS = 16         # distance bands of the pair order: between _BANDS and 2 _BANDS

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from glasscam_mpi.analysis._checks import as_box, as_positions, wrap
+from glasscam_mpi.analysis.checks import as_box, as_positions, wrap
 from glasscam_mpi.analysis.voronoi import voronoi_tessellation
 
 
@@ -193,3 +193,28 @@ def energy_jumps(T, U, n_sigma: float = 8.0, ratio: float = 1.0, max_width: int 
                        stop=np.array([j[1] for j in merged], dtype=np.int64),
                        drop=np.array([j[2] for j in merged], dtype=float), T=T[start],
                        noise=s)
+
+
+def energy_jump_flags(ok: np.ndarray, T: np.ndarray, U: np.ndarray):
+    """(flags, T at the jump) of runs with (measured T, U) rows: 1 jump, 0 none, -1 not
+    checked (a failed run, or too few energy samples to judge).
+
+    Args:
+        ok: (n_runs,) bool, the runs to check.
+        T, U: (n_runs, n_samples) measured temperature and potential energy per particle
+            along each run's ramp.
+
+    Returns:
+        (n_runs,) int8 flags of :func:`energy_jumps` with its default thresholds, and
+        (n_runs,) float64 the temperature where the first jump starts (NaN otherwise).
+    """
+    flags = np.full(len(ok), -1, dtype=np.int8)
+    where = np.full(len(ok), np.nan)
+    for i in np.flatnonzero(ok):
+        try:
+            res = energy_jumps(T[i], U[i])
+        except ValueError:  # too few samples along the ramp to judge ([prepare].energy_samples)
+            continue
+        flags[i] = int(res.flagged)
+        where[i] = res.T[0] if res.flagged else np.nan
+    return flags, where

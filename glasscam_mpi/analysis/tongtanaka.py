@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from glasscam_mpi.analysis._checks import as_box, as_positions, as_radii, as_types, wrap
+from glasscam_mpi.analysis.checks import as_box, as_positions, as_radii, as_types, wrap
 from glasscam_mpi.analysis.delaunay import periodic_delaunay
 from glasscam_mpi.analysis.voronoi import voronoi_tessellation
 

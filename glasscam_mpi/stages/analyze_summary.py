@@ -63,29 +63,19 @@ from pathlib import Path
 
 import numpy as np
 
+from glasscam_mpi.analysis.compare import INDICATORS, PAIR_NAMES, forms
 from glasscam_mpi.analysis.correlation import first_crossing
+from glasscam_mpi.analysis.order import energy_jump_flags
 from glasscam_mpi.analysis.pooling import (EDGE_FIRST, EDGE_LAST, EDGE_NONE, maxima,
                                            pool_temperatures, scan_edge, table5_rows)
 from glasscam_mpi.analysis.stats import describe
+from glasscam_mpi.analysis.tstar import estimate_t_star
 from glasscam_mpi.jsonio import dumps
+from glasscam_mpi.store import cooling_curves
 
 EDGE_WORDS = {0: "inside", -1: "first (edge of the data)", 1: "last (edge of the data)"}
 PSI6_FLAG = 0.3       # |<psi_6>| of a glass; random points give ~ N^-1/2, a crystal ~ 1
 STATS = ("n", "mean", "std", "median", "q25", "q75", "min", "max")
-PAPER = {  # METHOD.md section 8
-    "KAM": {"table2": (1.00, 0.998),
-            "table5": {"gamma": (0.925, 1.167), "volume": (0.966, 2.860), "theta": (0.885, 1.402)},
-            "xi": {"delta": (3.0, 4.0, 5.0), "fig57": 4.0, "indicators": 8.0, "fig6": 4.0},
-            "pairs_glass_mean": {"gamma-volume": "negative", "gamma-theta": 0.426,
-                                 "theta-volume": -0.597},
-            "table4": (0.769, 0.958, 0.820, 0.878, 0.985), "T_star": 0.37},
-    "ABM": {"table2": (1.00, 1.00),
-            "table5": {"gamma": (0.712, 2.620), "volume": (0.858, 2.620), "theta": (0.790, 0.148)},
-            "xi": {"delta": (3.0, 3.0, 2.0), "fig57": 3.0, "indicators": 5.0, "fig6": 3.0},
-            "pairs_glass_mean": {"gamma-volume": 0.585, "gamma-theta": -0.378,
-                                 "theta-volume": -0.327},
-            "table4": None, "T_star": 1.0},
-}
 
 
 def _f(x) -> float | None:
@@ -117,8 +107,6 @@ def summarize_into(path, cfg, plan) -> dict:
     """Write the ``summary`` group and the ``headline`` attribute; returns the headline."""
     import h5py
 
-    from glasscam_mpi.stages.analyze import INDICATORS, PAIR_NAMES, forms
-
     with h5py.File(path, "a") as fh:
         if "summary" in fh:
             del fh["summary"]
@@ -127,7 +115,8 @@ def summarize_into(path, cfg, plan) -> dict:
         r = fh["r"][:]
         dyn_ok = fh["status"][plan.n_samples:].reshape(plan.shape) == 1
         notes: list[str] = list(json.loads(fh.attrs.get("xi_notes", "[]")))
-        head: dict = {"T_star": _t_star(fh, cfg), "forms": forms(cfg),
+        form = forms(cfg.analyze.one_minus, cfg.system.name)
+        head: dict = {"T_star": _t_star(fh, cfg), "forms": form,
                       "have_gamma": bool(plan.have_gamma)}
         if not plan.have_gamma:
             notes.append("no gradcam.h5: the CNN stages were not run, so every Gamma row is "
@@ -177,7 +166,7 @@ def summarize_into(path, cfg, plan) -> dict:
                  if plan.have_gamma or name != "gamma"]
         head["table5"] = {
             name: {"C_max": _f(table5[x, n_T, 0]), "delta_star": _f(table5[x, n_T, 1]),
-                   "xi": _f(table5[x, n_T, 2]), "form": forms(cfg)[name],
+                   "xi": _f(table5[x, n_T, 2]), "form": form[name],
                    "delta_star_at": EDGE_WORDS[int(t5_edge[x, n_T])],
                    "xi_at": EDGE_WORDS[int(xi_edge[x])],
                    "per_T": [{"T": _f(temps[k]), "C_max": _f(table5[x, k, 0]),
@@ -305,11 +294,9 @@ def _t_star(fh, cfg) -> dict:
                "estimate": _f(a.get("T_star_estimate", np.nan)),
                "paper": cfg.sys.T_star_paper}
     if out["estimate"] is None:  # older propensity files of absolute temperatures: none kept
-        from glasscam_mpi.stages.prepare import estimate_t_star_of
-
         try:
-            out["estimate"] = _f(estimate_t_star_of(Path(fh.filename).with_name("prepare.h5"),
-                                                    cfg).T_star)
+            out["estimate"] = _f(estimate_t_star(
+                *cooling_curves(Path(fh.filename).with_name("prepare.h5"))).T_star)
         except (ValueError, OSError, KeyError) as exc:
             out["estimate_why"] = str(exc)
     return out
@@ -347,8 +334,6 @@ def _xi_delta(cfg, targets, xi_used, xis, notes) -> tuple[float, str]:
 
 def _energy_jumps(fh) -> tuple[np.ndarray, np.ndarray]:
     """The jump flags of every run's U(T) (from prepare.h5; computed for older files)."""
-    from glasscam_mpi.stages.prepare import energy_jump_flags
-
     with _sibling(fh, "prepare") as prep:
         if "energy_jump" in prep:
             return prep["energy_jump"][:], prep["energy_jump_T"][:]

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from glasscam_mpi.analysis.compare import INDICATORS
 from glasscam_mpi.analysis.neighbours import PairList
 from glasscam_mpi.analysis.uncertainty import (null_curves, pooled_maxima, replica_bootstrap,
                                                replica_weights, shifted_indices)
@@ -74,8 +75,6 @@ def _ensemble(prop, prep, plan, c: int, k: int, xi_delta: float, box) -> tuple |
 def uncertainty_into(path, cfg, plan) -> dict:
     """Write the uncertainty datasets into ``path``'s summary group and the headline."""
     import h5py
-
-    from glasscam_mpi.stages.analyze import INDICATORS
 
     a = cfg.analyze
     n_boot, n_null = a.bootstrap, a.null_shifts

@@ -67,7 +67,7 @@ def load_model(path: Path, data_meta: dict, device):
     """The CNN of a checkpoint (``weights_only=True``), checked against the dataset."""
     from glasscam_mpi.learn.data import check_compatible
     from glasscam_mpi.learn.model import ModelSpec, build_model
-    from glasscam_mpi.stages.train import load_checkpoint
+    from glasscam_mpi.learn.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
     check_compatible(ck["data_meta"], data_meta, path)

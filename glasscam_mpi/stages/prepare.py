@@ -32,13 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glasscam_mpi.analysis.order import energy_jump_flags
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.md.cooling import CoolingPlan, run_cooling
 from glasscam_mpi.md.engine import MDError
 from glasscam_mpi.parallel import injected, lammps_seeds, task_rng
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import FarmStage
-from glasscam_mpi.store import RowSpec
+from glasscam_mpi.store import RowSpec, cooling_curves
 
 STAGE = "prepare"
 HELP = "cooling runs in LAMMPS -> liquid and glass samples"
@@ -180,23 +181,6 @@ def add_energy_jumps(path) -> None:
                                                 "its default thresholds")
 
 
-def energy_jump_flags(ok: np.ndarray, T: np.ndarray, U: np.ndarray):
-    """(flags, T at the jump) of runs with (measured T, U) rows: 1 jump, 0 none, -1 not
-    checked (a failed run, or too few energy samples to judge)."""
-    from glasscam_mpi.analysis.order import energy_jumps
-
-    flags = np.full(len(ok), -1, dtype=np.int8)
-    where = np.full(len(ok), np.nan)
-    for i in np.flatnonzero(ok):
-        try:
-            res = energy_jumps(T[i], U[i])
-        except ValueError:  # too few samples along the ramp to judge ([prepare].energy_samples)
-            continue
-        flags[i] = int(res.flagged)
-        where[i] = res.T[0] if res.flagged else np.nan
-    return flags, where
-
-
 def _headline(fh, cfg: Config, rd: RunDir) -> dict:
     """Split counts, liquid/glass energies and T* for ``glasscam info``."""
     ok = fh["status"][:] == 1
@@ -250,17 +234,9 @@ def estimate_t_star_of(fh_path, cfg: Config):
     system lags the target. Every point of the ramp enters: the estimator itself narrows
     the liquid branch to a window of about 2 T* (analysis/tstar.py documents its bias).
     """
-    import h5py
-
     from glasscam_mpi.analysis.tstar import estimate_t_star
 
-    with h5py.File(fh_path, "r") as fh:
-        ok = fh["status"][:] == 1
-        if not ok.any():
-            raise ValueError("no ok runs in prepare.h5")
-        U = fh["pe"][:][ok].mean(axis=0)
-        T = fh["T"][:][ok].mean(axis=0)
-    return estimate_t_star(T, U)
+    return estimate_t_star(*cooling_curves(fh_path))
 
 
 def _r(x: float) -> float:

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glasscam_mpi.analysis.cage import cage_relative_displacement
+from glasscam_mpi.analysis.crossing import delta_crossing
 from glasscam_mpi.analysis.voronoi import voronoi_neighbors
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.md.engine import MDError
@@ -397,18 +398,9 @@ def at_targets(t: np.ndarray, prop: np.ndarray, targets: np.ndarray):
     fields = np.full((len(targets), prop.shape[1]), np.nan, dtype=np.float32)
     times = np.full(len(targets), np.nan)
     for j, target in enumerate(targets):
-        above = np.flatnonzero(np.isfinite(delta) & (delta >= target))
-        if len(above) == 0:
-            continue
-        b = above[0]
-        if b == 0:
-            if delta[0] == target:
-                fields[j], times[j] = prop[0], t[0]
-            continue
-        a = b - 1
-        w = (target - delta[a]) / (delta[b] - delta[a])
-        fields[j] = (1 - w) * prop[a] + w * prop[b]
-        times[j] = np.exp((1 - w) * np.log(t[a]) + w * np.log(t[b]))
+        crossing = delta_crossing(delta, target)
+        if crossing is not None:
+            fields[j], times[j] = crossing.field(prop), crossing.time(t)
     return fields, times
 
 

@@ -54,7 +54,9 @@ import numpy as np
 
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.jsonio import dumps
+from glasscam_mpi.learn.checkpoint import load_checkpoint
 from glasscam_mpi.parallel import bcast_from_root, injected, task_rng
+from glasscam_mpi.reference import TABLE2 as PAPER_TABLE2
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.engine import Stage, session
 
@@ -65,7 +67,6 @@ DESCRIPTION = ("Train the CNN of the paper (section 3.1) on gridded liquid and g
                "ddp or single. A checkpoint is written every epoch; --resume continues an "
                "interrupted training exactly where it stopped. Writes train.h5 with the test "
                "accuracy per class (the paper's Table 2).")
-PAPER_TABLE2 = {"KAM": (1.00, 0.998), "ABM": (1.00, 1.00)}
 
 
 def _files(rd: RunDir, member: int = 0) -> dict[str, Path]:
@@ -86,16 +87,6 @@ def _save(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path | str) -> dict:
-    """A checkpoint, loaded with ``weights_only=True`` (tensors and plain data only)."""
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"no model at {path}: run 'glasscam train' first") from None
 
 
 def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,

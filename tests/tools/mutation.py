@@ -34,11 +34,11 @@ What it does, per module of ``MODULES`` (or ``--modules``):
 Score = (killed + timed_out) / tested. Survivors (file, line, the change, and a hint
 ``validation`` when the change is inside a raise / an ``if`` that only raises / an
 ``assert`` / a warning) are listed in full: each is either equivalent, or changes only
-validation or messages, or is a missing test. Recorded runs: benchmarks/mutation_scores.json.
+validation or messages, or is a missing test. Recorded runs: tests/tools/mutation_scores.json.
 
 One test process at a time; run it niced, the machine is shared:
 
-    nice -n 19 .venv/bin/python benchmarks/mutation.py [--modules analysis/coarse md/cooling]
+    nice -n 19 .venv/bin/python tests/tools/mutation.py [--modules analysis/coarse md/cooling]
         [--sample 40 --seed 1] [--rerun REPORT.json] [--list] [--out FILE] [--verbose]
 
 Cost, measured on the 2-core development machine (shared, load 1-3): 0.2-5 s per mutant
@@ -47,7 +47,7 @@ tests, one at module level runs the whole pool); all 17 modules, every mutant (a
 2,100), take about 50 minutes; ``--sample 30`` about 12 minutes; ``--rerun`` of an earlier
 report's survivors a few minutes; ``--list`` (counts only) a second. The recorded runs,
 the scores before and after the tests written against the survivors, and the judgement of
-every remaining survivor are in benchmarks/mutation_scores.json.
+every remaining survivor are in tests/tools/mutation_scores.json.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PKG = "glasscam_mpi"
 
 # module (path under glasscam_mpi/, no .py) -> the pool of test files whose tests may kill
@@ -84,7 +84,7 @@ MODULES: dict[str, list[str]] = {
                   "tests/test_propensity_physics.py", "tests/test_analysis_voronoi.py"],
     "md/replica": ["tests/test_md_replica.py", "tests/test_propensity_physics.py",
                    "tests/test_md_protocol.py", "tests/test_parameters.py"],
-    "analysis/_checks": ["tests/test_analysis_coarse.py", "tests/test_analysis_correlation.py",
+    "analysis/checks": ["tests/test_analysis_coarse.py", "tests/test_analysis_correlation.py",
                          "tests/test_analysis_neighbours.py", "tests/test_analysis_voronoi.py",
                          "tests/test_analysis_cage.py", "tests/test_analysis_tongtanaka.py",
                          "tests/test_analysis_order.py"],
@@ -102,6 +102,9 @@ MODULES: dict[str, list[str]] = {
     "analysis/stats": ["tests/test_analysis_stats.py", "tests/test_analysis_neighbours.py"],
     "analysis/order": ["tests/test_analysis_order.py"],
     "analysis/tstar": ["tests/test_analysis_tstar.py"],
+    "analysis/crossing": ["tests/test_analysis_compare.py", "tests/test_propensity_physics.py"],
+    "analysis/subensembles": ["tests/test_analysis_compare.py"],
+    "analysis/compare": ["tests/test_analysis_compare.py"],
     "learn/grid": ["tests/test_learn_grid.py", "tests/test_learn_gradcam.py"],
     "learn/gradcam": ["tests/test_learn_gradcam.py"],
 }
@@ -494,7 +497,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     report: dict = {"date": now,
-                    "command": " ".join(["benchmarks/mutation.py", *(argv or sys.argv[1:])]),
+                    "command": " ".join(["tests/tools/mutation.py", *(argv or sys.argv[1:])]),
                     "python": sys.version.split()[0], "cpus": os.cpu_count(),
                     "load_average": os.getloadavg()[0], "modules": {}}
 

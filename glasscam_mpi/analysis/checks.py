@@ -1,7 +1,9 @@
-"""Input validation shared by the analysis modules (box, positions, per-particle fields).
+"""Input validation of boxes, positions, species and per-particle fields.
 
 Every public function of :mod:`glasscam_mpi.analysis` coerces its inputs here, once, so
 shape, dtype and finiteness errors name the argument, what was given and what is allowed.
+Public: the gridding of :mod:`glasscam_mpi.learn.grid` validates its input with the same
+functions.
 """
 
 from __future__ import annotations
