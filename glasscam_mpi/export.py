@@ -236,7 +236,7 @@ def collect(run_dir, xis=(), replicas: bool = False, runs=None) -> Export:
 
 def _replicas_at(t, disp, ok, targets) -> np.ndarray:
     """(S, n_d, N) replica displacements at each target of the ensemble's delta(t)."""
-    from glasscam_mpi.stages.propensity import at_targets
+    from glasscam_mpi.analysis.crossing import at_targets
 
     disp = np.asarray(disp, dtype=np.float64)                 # (S, n_t, N)
     out = np.full((disp.shape[0], len(targets), disp.shape[2]), np.nan)

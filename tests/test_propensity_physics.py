@@ -1,7 +1,7 @@
 """Dynamic propensity at the delta targets, and the LAMMPS data file of a configuration,
 checked against analytic cases and independent references (no mocks).
 
-- ``stages.propensity.at_targets``: the propensity field where the ensemble-mean
+- ``analysis.crossing.at_targets``: the propensity field where the ensemble-mean
   cage-relative displacement delta(t) = mean_i Delta_i(t) first reaches each target.
   Convention read from the code: the first recorded index b with delta[b] >= target and
   a = b - 1 bracket the crossing; the weight w = (target - delta[a]) / (delta[b] - delta[a])
@@ -21,7 +21,7 @@ import pytest
 
 from glasscam_mpi.md.engine import commands, open_lammps
 from glasscam_mpi.md.replica import input_script, run_replica, write_data_file
-from glasscam_mpi.stages.propensity import at_targets
+from glasscam_mpi.analysis.crossing import at_targets
 from glasscam_mpi.systems import get_system
 
 KAM = get_system("KAM")

@@ -73,3 +73,25 @@ def delta_crossing(delta: np.ndarray, target, at_first: bool = True) -> Crossing
         return Crossing(0, 0, np.float64(1.0)) if at_first and delta[0] == target else None
     a = b - 1
     return Crossing(a, b, (target - delta[a]) / (delta[b] - delta[a]))
+
+
+def at_targets(t: np.ndarray, prop: np.ndarray, targets: np.ndarray):
+    """Propensity field where delta(t) = mean_i prop first reaches each target.
+
+    ``t`` (n_times,) recorded times > 0 (log-spaced), ``prop`` (n_times, N), ``targets``
+    (k,). With b the first record where delta >= target and a = b - 1, the weight
+    w = (target - delta[a]) / (delta[b] - delta[a]) interpolates the field linearly in delta
+    and the time linearly in log t (t_a^(1-w) t_b^w: exact where delta grows like log t,
+    as it does between the cage plateau and diffusion). A target equal to delta at the
+    first record is reached there; NaN (field and time) where delta never reaches the
+    target, or is already past it at the first record. A frame with any NaN (an ensemble
+    stopped early; such frames only end a record) never counts as reaching a target.
+    """
+    delta = prop.mean(axis=1)
+    fields = np.full((len(targets), prop.shape[1]), np.nan, dtype=np.float32)
+    times = np.full(len(targets), np.nan)
+    for j, target in enumerate(targets):
+        crossing = delta_crossing(delta, target)
+        if crossing is not None:
+            fields[j], times[j] = crossing.field(prop), crossing.time(t)
+    return fields, times

@@ -24,7 +24,7 @@ def subensemble_fields(disp: np.ndarray, target: float, size: int,
                        count: int) -> np.ndarray | None:
     """The propensity of ``count`` disjoint ``size``-replica sub-ensembles and of the full
     ensemble, all at the full ensemble's crossing of ``target`` (the same two records and
-    weight, as :func:`~glasscam_mpi.stages.propensity.at_targets` interpolates), so every
+    weight, as :func:`~glasscam_mpi.analysis.crossing.at_targets` interpolates), so every
     field describes one time.
 
     Args:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glasscam_mpi.analysis.cage import cage_relative_displacement
-from glasscam_mpi.analysis.crossing import delta_crossing
+from glasscam_mpi.analysis.crossing import at_targets
 from glasscam_mpi.analysis.voronoi import voronoi_neighbors
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.md.engine import MDError
@@ -380,28 +380,6 @@ def add_propensity(path, shape: tuple[int, int, int], min_ok: int = 1) -> None:
 def propensity_mean(cage_disp: np.ndarray) -> np.ndarray:
     """(n_s, n_times, N) -> (n_times, N): mean over replicas; NaN where any replica is missing."""
     return np.asarray(cage_disp, dtype=np.float64).mean(axis=0).astype(np.float32)
-
-
-def at_targets(t: np.ndarray, prop: np.ndarray, targets: np.ndarray):
-    """Propensity field where delta(t) = mean_i prop first reaches each target.
-
-    ``t`` (n_times,) recorded times > 0 (log-spaced), ``prop`` (n_times, N), ``targets``
-    (k,). With b the first record where delta >= target and a = b - 1, the weight
-    w = (target - delta[a]) / (delta[b] - delta[a]) interpolates the field linearly in delta
-    and the time linearly in log t (t_a^(1-w) t_b^w: exact where delta grows like log t,
-    as it does between the cage plateau and diffusion). A target equal to delta at the
-    first record is reached there; NaN (field and time) where delta never reaches the
-    target, or is already past it at the first record. A frame with any NaN (an ensemble
-    stopped early; such frames only end a record) never counts as reaching a target.
-    """
-    delta = prop.mean(axis=1)
-    fields = np.full((len(targets), prop.shape[1]), np.nan, dtype=np.float32)
-    times = np.full(len(targets), np.nan)
-    for j, target in enumerate(targets):
-        crossing = delta_crossing(delta, target)
-        if crossing is not None:
-            fields[j], times[j] = crossing.field(prop), crossing.time(t)
-    return fields, times
 
 
 def _headline(fh, cfg: Config, rd: RunDir) -> dict:
