@@ -14,7 +14,10 @@ import math
 import pytest
 
 from conftest import TINY_TOML, glasscam
-from glasscam_mpi.plan import STAGE_ORDER, _farm_schedule, window_seconds
+from glasscam_mpi.plan import farm_schedule, window_seconds
+from glasscam_mpi.stages import STAGES
+
+STAGE_ORDER = tuple(STAGES)  # the workflow order, from the stages' needs
 
 # TINY_TOML with enough MD per run (~1 s at N = 400, 17,800 steps) that the run, not the
 # set-up around it, is what is measured
@@ -85,17 +88,17 @@ def test_windows_of_a_short_profile(planned):
 def test_farm_schedule_counts_windows_ranks_per_task_and_refuses_long_tasks():
     assert window_seconds("24:00:00") == 86400 and window_seconds("1-00:30:00") == 88200
     # 10 tasks of 100 s on 2 ranks in 250 s windows: 4 per window -> 3 windows, 5 waves
-    wall, windows, warn = _farm_schedule(10, 100.0, 2, 1, 250.0, "prepare")
+    wall, windows, warn = farm_schedule(10, 100.0, 2, 1, 250.0, "prepare")
     assert (wall, windows, warn) == (500.0, 3, [])
     # 2 ranks per task: 4 ranks run 2 tasks at a time
-    wall, windows, _ = _farm_schedule(10, 100.0, 4, 2, 250.0, "prepare")
+    wall, windows, _ = farm_schedule(10, 100.0, 4, 2, 250.0, "prepare")
     assert (wall, windows) == (500.0, 3)
-    wall, windows, warn = _farm_schedule(10, 100.0, 5, 2, 250.0, "prepare")
+    wall, windows, warn = farm_schedule(10, 100.0, 5, 2, 250.0, "prepare")
     assert windows == 3 and "1 rank(s) idle" in warn[0]
-    wall, windows, warn = _farm_schedule(10, 300.0, 2, 1, 250.0, "prepare")
+    wall, windows, warn = farm_schedule(10, 300.0, 2, 1, 250.0, "prepare")
     assert math.isinf(wall) and windows == 0 and "can never finish" in warn[0]
     # Slurm's time = 0 is no limit: one window
-    assert _farm_schedule(10, 300.0, 2, 1, math.inf, "prepare") == (1500.0, 1, [])
+    assert farm_schedule(10, 300.0, 2, 1, math.inf, "prepare") == (1500.0, 1, [])
 
 
 def test_human_output_names_stages_and_what_was_measured(tmp_path):

@@ -20,8 +20,9 @@ import pytest
 
 from conftest import ROOT, WALLTIME_PROFILE, assert_same_data, glasscam, read_stage
 from glasscam_mpi.config import ConfigError
-from glasscam_mpi.slurm import (CONTINUED_STAGES, Profile, Slurm, SlurmError, load_profile,
+from glasscam_mpi.slurm import (Profile, Slurm, SlurmError, load_profile,
                                 render, stages_with_scripts, submission_env)
+from glasscam_mpi.stages import JOBS
 
 GOLDEN = ROOT / "tests" / "golden"
 EXE = "/opt/glasscam/.venv/bin/glasscam"
@@ -69,7 +70,7 @@ def test_every_value_is_one_shell_word(stage, tmp_path):
     assert _bash_words(command.removesuffix(" || status=$?")) == [
         *launcher, *exe, stage, *options, "--run-dir", str(run_dir)]
     resubmit = [x.strip() for x in lines if " resubmit " in x]
-    if stage in CONTINUED_STAGES:   # the continuation after a walltime stop, same quoting
+    if JOBS[stage].continues:   # the continuation after a walltime stop, same quoting
         assert len(resubmit) == 1 and _bash_words(resubmit[0].replace('"$SLURM_JOB_ID"', "J")) \
             == [*exe, "resubmit", stage, "--run-dir", str(run_dir), "--job", "J"]
         assert "#SBATCH --signal=USR1@300" in lines
