@@ -10,6 +10,7 @@ About 3-4 minutes on 2 cores, most of it the 120 cooling runs of ``prepare``.
 """
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -79,3 +80,19 @@ def test_demo_reaches_every_delta_target_and_reports(demo):
         entry = head["table5"][name]
         assert -1 <= entry["C_max"] <= 1 and entry["delta_star"] > 0
         assert len(entry["per_T"]) == 2
+
+
+def test_demo_stage_files_identical_to_recorded_digests(demo):
+    """Every dataset of every stage file equals, bit for bit, the one recorded on main at
+    6a4f481 (before issue 20 moved code between modules): ``tests/golden/demo-digests.json``,
+    written by ``python tests/tools/h5digest.py RUN_DIR --out ...``. Two runs of the demo
+    on this machine give identical digests apart from wall-time datasets (``*seconds``,
+    whose dtype and shape alone are compared). A change that is meant to change results
+    must record new digests and say why in its commit; floating-point results are those of
+    this machine type (CI runs on the same one)."""
+    from tools.h5digest import compare, run_digests
+
+    rd, _ = demo
+    want = json.loads((Path(__file__).parent / "golden" / "demo-digests.json").read_text())
+    diff = compare(run_digests(rd), want)
+    assert not diff, "stage files differ from the recorded demo:\n" + "\n".join(diff)
