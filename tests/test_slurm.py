@@ -298,6 +298,7 @@ def _wait_for(job: str, timeout: float = 240) -> str:
     raise AssertionError(f"job {job} did not finish in {timeout} s:\n{out}")
 
 
+@pytest.mark.mpi  # its reference run (or fixture) is an mpiexec run
 @pytest.mark.slurm
 def test_prepare_job_on_real_slurm_equals_mpiexec(local_slurm, tiny_config, tiny_prepared, tmp_path):
     """The stage runs on Slurm in a run directory whose name has a space, ';', quotes,
@@ -373,6 +374,7 @@ def test_stage_chain_runs_in_order_on_real_slurm(local_slurm, tmp_path):
     assert info["complete"] == ["prepare", "indicators", "propensity"]
 
 
+@pytest.mark.mpi  # its reference run (or fixture) is an mpiexec run
 @pytest.mark.slurm
 def test_train_job_resubmitted_after_a_crash_resumes_then_gradcam_runs(local_slurm, tiny_prepared,
                                                                        tmp_path):
@@ -469,6 +471,7 @@ def _wait_for_chain(run_dir: Path, stall: float = 240) -> list[dict]:
         time.sleep(1)
 
 
+@pytest.mark.mpi  # its reference run (or fixture) is an mpiexec run
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_prepare_outliving_its_walltime_continues_unattended_and_equals_mpiexec(local_slurm,
