@@ -264,13 +264,16 @@ def worker(args) -> None:
         for name in ("prepare.h5", "config.toml"):
             shutil.copy(Path(args.worker_base) / name, rd_path / name)
         rd = RunDir(rd_path)
-        plan = prop._plan(rd, cfg)
+        plan = prop.stage.plan(rd, cfg)
         if args.worker_engine == "python":
+            from glasscam_mpi.stages.rounds import RoundFiles
+
             cage = voronoi_neighbors(plan.box, plan.glass[0])
-            rounds = prop._Rounds(rd)
+            rounds = RoundFiles(rd, prop.STAGE)
 
             def one(i):
-                prop.run_segment(cfg, plan, i, 0, cage, rounds)
+                prop.run_segment(cfg, plan, i, 0, cage,
+                                 rounds.carry(i, 0, len(plan.segments)))
         else:
             from glasscam_mpi.md.replica import input_script, write_data_file
             data = wdir / "glass.data"

@@ -74,13 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     from glasscam_mpi.stages import STAGES
 
     for name, stage in STAGES.items():
-        p = sub.add_parser(name, help=stage.help, description=stage.description)
+        p = sub.add_parser(name, help=stage.about.help, description=stage.about.description)
         p.add_argument("--run-dir", required=True, help="run directory (created if new)")
         _config_args(p)
         p.add_argument("--retry-failed", action="store_true", help="rerun tasks recorded as failed")
-        if getattr(stage, "options", ()):
+        if stage.about.options:
             g = p.add_mutually_exclusive_group()
-            for flag, text in stage.options:
+            for flag, text in stage.about.options:
                 g.add_argument(flag, action="store_true", help=text)
 
     p = sub.add_parser("run", help="every stage in order on one run directory",
@@ -257,7 +257,7 @@ def _cmd_stage(args, comm) -> int:
 
     stage = STAGES[args.command]
     extra = {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
-             for flag, _ in getattr(stage, "options", ())}
+             for flag, _ in stage.about.options}
     stage.run(comm, args.run_dir, _requested(args), retry_failed=args.retry_failed, **extra)
     return 0
 
@@ -267,7 +267,7 @@ def _cmd_run(args, comm) -> int:
 
     requested = _requested(args)
     for stage in STAGES.values():
-        stage.run(comm, args.run_dir, requested, **stage.run_options)
+        stage.run(comm, args.run_dir, requested, **stage.about.run_options)
         requested = None  # the run directory now holds the config
     return 0
 
@@ -318,9 +318,12 @@ def check_ranks_per_task(cfg, profile, stages) -> None:
     stage's ranks_per_task (the stage would refuse it at start-up, in the queue)."""
     from glasscam_mpi.config import ConfigError
 
+    from glasscam_mpi.stages import STAGES
+
     ranks = profile.nodes * profile.ntasks_per_node
     for stage in stages:
-        k = getattr(getattr(cfg, stage, None), "ranks_per_task", 1)
+        tasks = getattr(STAGES.get(stage), "tasks", None)
+        k = tasks.ranks_per_task(cfg) if tasks is not None else 1
         if k > 1 and ranks % k:
             raise ConfigError(f"[{stage}].ranks_per_task = {k}: profile {profile.name!r} runs "
                               f"{profile.nodes} node(s) x {profile.ntasks_per_node} = {ranks} "

@@ -198,17 +198,18 @@ def stage_progress(run_dir: Path | str) -> dict[str, dict]:
     from glasscam_mpi.info import describe
     from glasscam_mpi.rundir import RunDir
     from glasscam_mpi.stages import STAGES
-    from glasscam_mpi.stages.engine import FarmStage
 
     rd = RunDir(run_dir)
     out = {}
     for name, s in describe(run_dir)["stages"].items():
         entry = {"complete": s.get("complete", False), **s.get("tasks", {})}
-        if not entry["complete"] and "done" in entry and isinstance(STAGES[name], FarmStage):
+        if not entry["complete"] and "done" in entry:
             try:
-                entry["total"] = STAGES[name].plan(rd, rd.saved_config()).n_tasks
+                total = STAGES[name].total(rd, rd.saved_config())
             except (ConfigError, OSError, KeyError):
-                pass  # an earlier stage it reads is missing or damaged: no total
+                total = None  # an earlier stage it reads is missing or damaged: no total
+            if total is not None:
+                entry["total"] = total
         out[name] = entry
     return out
 

@@ -73,14 +73,6 @@ class RunDir:
             check_schema(fh, stage)
         return path
 
-    def ok_test_runs(self):
-        """(n,) int64 indices in prepare.h5 of the test runs that succeeded."""
-        import h5py
-        import numpy as np
-
-        with h5py.File(self.require("prepare"), "r") as fh:
-            return np.flatnonzero((fh["status"][:] == 1) & (fh["split"][:] == 2)).astype(np.int64)
-
     def intact(self, stage: str) -> bool:
         """Whether ``stage``'s file exists and opens as the HDF5 file of that stage (a
         truncated or foreign file is not a finished stage)."""

@@ -54,12 +54,8 @@ from glasscam_mpi.walltime import EXIT_NOT_FINISHED
 
 # The site's folders of profiles, searched by name before the packaged ones
 PROFILES_ENV = "GLASSCAM_PROFILES"
-GPU_STAGES = frozenset({"train", "gradcam", "sweep"})
-# Stages that stop on the walltime warning and continue in a new job (task farms)
-CONTINUED_STAGES = frozenset({"prepare", "gradcam", "indicators", "propensity", "analyze"})
-# Commands with a job script that are not stages of the afterok chain ('glasscam submit'
-# does not take them; each submits itself, with its own arguments)
-COMMANDS = frozenset({"sweep"})
+# Which stages ask for GPUs, continue past a walltime, and which commands have a job script
+# without being stages of the chain: their declarations (glasscam_mpi.stages: JOBS, COMMANDS)
 
 
 class SlurmError(RuntimeError):
@@ -226,6 +222,8 @@ def shell_words(value) -> str:
 
 def stages_with_scripts() -> list[str]:
     """The stages that have a job script (``jobscripts/<stage>.sbatch.j2``)."""
+    from glasscam_mpi.stages import COMMANDS
+
     return sorted(p.name.split(".")[0] for p in packaged("jobscripts").iterdir()
                   if p.name.endswith(".sbatch.j2") and not p.name.startswith("base")
                   and p.name.split(".")[0] not in COMMANDS)
@@ -262,19 +260,24 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
     """
     import jinja2
 
+    from glasscam_mpi.stages import COMMANDS, JOBS
+
     known = stages_with_scripts()
     extra = dict(extra or {})
     if stage not in known and stage not in COMMANDS:
         raise ConfigError(f"no job script for stage {stage!r}; stages with scripts: {', '.join(known)}")
-    if stage == "sweep":  # a command with its own arguments, not a stage of the chain
-        if "variants" not in extra:
-            raise ConfigError("the sweep's job script needs its variants file: submit it with "
-                              "'glasscam sweep --run-dir DIR --variants FILE --submit PROFILE'")
-        if _CONTROL.search(str(extra["variants"])):
-            raise ConfigError(f"variants file {str(extra['variants'])!r} cannot go into a job "
+    command = COMMANDS.get(stage)  # a command with its own arguments, not a stage of the chain
+    for name in command.files if command else ():
+        if name not in extra:
+            raise ConfigError(f"the {stage}'s job script needs its {name} file: submit it "
+                              f"with '{command.usage}'")
+        if _CONTROL.search(str(extra[name])):
+            raise ConfigError(f"{name} file {str(extra[name])!r} cannot go into a job "
                               "script: allowed: any character but control characters "
                               "(newline, tab, ...); rename it")
-        extra.setdefault("seeds", None)
+    for name in command.optional if command else ():
+        extra.setdefault(name, None)
+    runs = JOBS[stage]
     check_profile(profile)
     run_dir = Path(run_dir).resolve()
     check_directive_path("run directory", run_dir)
@@ -289,14 +292,14 @@ def render(stage: str, profile: Profile, run_dir: Path | str, *,
     # --output is a filename pattern: %j is the job id, %% a literal % (module docstring)
     log = str(run_dir / "logs").replace("%", "%%") + f"/slurm-{stage}-%j.out"
     cpus = profile.cpus_per_task
-    if stage == "train" and profile.gpus_per_node:  # one task per GPU, the cores shared out
+    if runs.rank_per_gpu and profile.gpus_per_node:  # one task per GPU, the cores shared out
         cpus = max(1, profile.ntasks_per_node * profile.cpus_per_task // profile.gpus_per_node)
     return env.get_template(f"{stage}.sbatch.j2").render(
-        p=profile, stage=stage, gpu=stage in GPU_STAGES, run_dir=run_dir,
+        p=profile, stage=stage, gpu=runs.kind == "gpu", run_dir=run_dir,
         cpus_per_task=cpus,
         job_name=f"glasscam-{stage}", log=log, launcher=shlex.split(profile.launcher),
         glasscam=list(glasscam), workdir=Path(workdir or run_dir).resolve(),
-        continued=stage in CONTINUED_STAGES and profile.signal_lead > 0,
+        continued=runs.continues and profile.signal_lead > 0,
         not_finished=EXIT_NOT_FINISHED, **extra)
 
 

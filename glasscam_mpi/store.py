@@ -125,6 +125,20 @@ class RowSpec:
         return tuple(int(k) for k in np.unravel_index(i - self.offset, self.lead))
 
 
+ERROR_ROW_BYTES = 256 + 1  # 'error' S256 and 'status' i1 of every row
+
+
+def file_bytes(rows: Mapping[str, RowSpec], n_tasks: int) -> int:
+    """Bytes of a stage file of ``n_tasks`` rows (RowSpecs with their own leading shape
+    counted by it), without its global datasets."""
+    total = n_tasks * ERROR_ROW_BYTES
+    for r in rows.values():
+        lead = r.lead if r.lead is not None else (n_tasks,)
+        total += (int(np.prod(lead, dtype=np.int64)) * int(np.prod(r.shape, dtype=np.int64))
+                  * np.dtype(r.dtype).itemsize)
+    return total
+
+
 def _fill(spec: RowSpec):
     return np.nan if np.dtype(spec.dtype).kind == "f" else spec.fill
 
@@ -181,6 +195,52 @@ def write_stage_file(path: Path | str, comm, *, n_tasks: int, attrs: Mapping[str
     if rank == 0:
         os.replace(tmp, path)
     comm.Barrier()
+    return path
+
+
+@dataclass(frozen=True)
+class Data:
+    """A dataset of :func:`write_file` with attributes."""
+
+    data: np.ndarray
+    attrs: Mapping = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group of :func:`write_file`: its attributes and its members (name -> array,
+    :class:`Data` or :class:`Group`)."""
+
+    attrs: Mapping
+    members: Mapping
+
+
+def write_file(path: Path | str, attrs: Mapping[str, object], members: Mapping) -> Path:
+    """Write a whole stage file that is not a task farm's (``train.h5``) from this rank
+    alone: ``members`` name -> array, :class:`Data` or :class:`Group`; the schema version
+    and package version are added to ``attrs``. Written as ``path + '.partial'`` and
+    renamed when complete, like every stage file."""
+    import h5py
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+
+    def fill(g, attrs, members):
+        g.attrs.update(dict(attrs))
+        for name, m in members.items():
+            if isinstance(m, Group):
+                fill(g.create_group(name), m.attrs, m.members)
+            elif isinstance(m, Data):
+                g.create_dataset(name, data=np.asarray(m.data))
+                g[name].attrs.update(dict(m.attrs or {}))
+            else:
+                g.create_dataset(name, data=np.asarray(m))
+
+    with h5py.File(tmp, "w") as fh:
+        fh.attrs["schema_version"] = SCHEMA_VERSION
+        fh.attrs["glasscam_version"] = __version__
+        fill(fh, attrs, members)
+    os.replace(tmp, path)
     return path
 
 

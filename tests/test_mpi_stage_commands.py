@@ -205,13 +205,3 @@ def test_train_restart_starts_over(gradcam_ref, tiny_prepared, tmp_path):
         assert ma.keys() == mb.keys()
         for k in ma:
             assert torch.equal(ma[k], mb[k]), (name, k)
-
-
-def test_blocks_follow_the_task_index_not_the_ranks():
-    from glasscam_mpi.stages.engine import task_blocks
-
-    assert task_blocks(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
-    # a rerun: what is left of each block, never regrouped across blocks
-    assert task_blocks([1, 2, 3, 7, 8], 3) == [[1, 2], [3], [7, 8]]
-    assert task_blocks([4, 0], 2) == [[4], [0]]
-    assert task_blocks([], 4) == []

@@ -1,4 +1,6 @@
-"""``glasscam plan``: the estimate against a real measured run, its JSON, its windows, errors.
+"""``glasscam plan`` end to end: the estimate against a real measured run (``mpiexec -n
+2``: marked mpi), its JSON, its windows, its table, errors. The costing's arithmetic is
+checked with given rates in test_plan_costing.py.
 
 The estimate is checked against the real ``glasscam prepare`` under ``mpiexec -n 2`` on
 the same config, right after the calibration: the quantity compared is a cooling run's
@@ -14,7 +16,9 @@ import math
 import pytest
 
 from conftest import TINY_TOML, glasscam
-from glasscam_mpi.plan import STAGE_ORDER, _farm_schedule, window_seconds
+from glasscam_mpi.stages import STAGES
+
+STAGE_ORDER = tuple(STAGES)  # the workflow order, from the stages' needs
 
 # TINY_TOML with enough MD per run (~1 s at N = 400, 17,800 steps) that the run, not the
 # set-up around it, is what is measured
@@ -37,6 +41,7 @@ def planned(tmp_path_factory):
     return plan, log
 
 
+@pytest.mark.mpi
 def test_prepare_estimate_within_25_percent_of_a_measured_run(planned):
     plan, log = planned
     est = plan["stages"]["prepare"]
@@ -48,6 +53,7 @@ def test_prepare_estimate_within_25_percent_of_a_measured_run(planned):
     assert 0.75 <= core_ratio <= 1.25, (est["core_hours"], measured)
 
 
+@pytest.mark.mpi
 def test_json_has_every_stage_and_totals_are_the_sums(planned):
     plan, _ = planned
     keys = {"core_hours", "gpu_hours", "wall_hours", "disk_bytes", "memory_per_rank_bytes",
@@ -68,6 +74,7 @@ def test_json_has_every_stage_and_totals_are_the_sums(planned):
     assert plan["stages"]["prepare"]["disk_bytes"] > 6 * 2 * 400 * 2 * 8
 
 
+@pytest.mark.mpi
 def test_windows_of_a_short_profile(planned):
     """A 3 s window on 2 ranks: each rank finishes floor(3 / t) runs per window."""
     plan, _ = planned
@@ -80,22 +87,6 @@ def test_windows_of_a_short_profile(planned):
         assert s["windows"] == math.ceil(6 / (2 * int(3 // t)))
         assert s["jobs"] == s["windows"]
         assert s["wall_hours"] * 3600 == pytest.approx(math.ceil(6 / 2) * t)
-
-
-def test_farm_schedule_counts_windows_ranks_per_task_and_refuses_long_tasks():
-    assert window_seconds("24:00:00") == 86400 and window_seconds("1-00:30:00") == 88200
-    # 10 tasks of 100 s on 2 ranks in 250 s windows: 4 per window -> 3 windows, 5 waves
-    wall, windows, warn = _farm_schedule(10, 100.0, 2, 1, 250.0, "prepare")
-    assert (wall, windows, warn) == (500.0, 3, [])
-    # 2 ranks per task: 4 ranks run 2 tasks at a time
-    wall, windows, _ = _farm_schedule(10, 100.0, 4, 2, 250.0, "prepare")
-    assert (wall, windows) == (500.0, 3)
-    wall, windows, warn = _farm_schedule(10, 100.0, 5, 2, 250.0, "prepare")
-    assert windows == 3 and "1 rank(s) idle" in warn[0]
-    wall, windows, warn = _farm_schedule(10, 300.0, 2, 1, 250.0, "prepare")
-    assert math.isinf(wall) and windows == 0 and "can never finish" in warn[0]
-    # Slurm's time = 0 is no limit: one window
-    assert _farm_schedule(10, 300.0, 2, 1, math.inf, "prepare") == (1500.0, 1, [])
 
 
 def test_human_output_names_stages_and_what_was_measured(tmp_path):

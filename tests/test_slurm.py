@@ -20,8 +20,9 @@ import pytest
 
 from conftest import ROOT, WALLTIME_PROFILE, assert_same_data, glasscam, read_stage
 from glasscam_mpi.config import ConfigError
-from glasscam_mpi.slurm import (CONTINUED_STAGES, Profile, Slurm, SlurmError, load_profile,
+from glasscam_mpi.slurm import (Profile, Slurm, SlurmError, load_profile,
                                 render, stages_with_scripts, submission_env)
+from glasscam_mpi.stages import JOBS
 
 GOLDEN = ROOT / "tests" / "golden"
 EXE = "/opt/glasscam/.venv/bin/glasscam"
@@ -69,7 +70,7 @@ def test_every_value_is_one_shell_word(stage, tmp_path):
     assert _bash_words(command.removesuffix(" || status=$?")) == [
         *launcher, *exe, stage, *options, "--run-dir", str(run_dir)]
     resubmit = [x.strip() for x in lines if " resubmit " in x]
-    if stage in CONTINUED_STAGES:   # the continuation after a walltime stop, same quoting
+    if JOBS[stage].continues:   # the continuation after a walltime stop, same quoting
         assert len(resubmit) == 1 and _bash_words(resubmit[0].replace('"$SLURM_JOB_ID"', "J")) \
             == [*exe, "resubmit", stage, "--run-dir", str(run_dir), "--job", "J"]
         assert "#SBATCH --signal=USR1@300" in lines
@@ -297,6 +298,7 @@ def _wait_for(job: str, timeout: float = 240) -> str:
     raise AssertionError(f"job {job} did not finish in {timeout} s:\n{out}")
 
 
+@pytest.mark.mpi  # its reference run (or fixture) is an mpiexec run
 @pytest.mark.slurm
 def test_prepare_job_on_real_slurm_equals_mpiexec(local_slurm, tiny_config, tiny_prepared, tmp_path):
     """The stage runs on Slurm in a run directory whose name has a space, ';', quotes,
@@ -372,6 +374,7 @@ def test_stage_chain_runs_in_order_on_real_slurm(local_slurm, tmp_path):
     assert info["complete"] == ["prepare", "indicators", "propensity"]
 
 
+@pytest.mark.mpi  # its reference run (or fixture) is an mpiexec run
 @pytest.mark.slurm
 def test_train_job_resubmitted_after_a_crash_resumes_then_gradcam_runs(local_slurm, tiny_prepared,
                                                                        tmp_path):
@@ -468,6 +471,7 @@ def _wait_for_chain(run_dir: Path, stall: float = 240) -> list[dict]:
         time.sleep(1)
 
 
+@pytest.mark.mpi  # its reference run (or fixture) is an mpiexec run
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_prepare_outliving_its_walltime_continues_unattended_and_equals_mpiexec(local_slurm,

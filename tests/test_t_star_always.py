@@ -49,7 +49,7 @@ def test_the_estimate_is_made_for_either_temperature_unit(tmp_path, unit, capsys
                         "propensity": {"temperature_unit": unit, "temperatures": [0.5, 0.6],
                                        "T_star": "estimate" if unit == "T_star" else 0.37,
                                        "n_configs": 1}})
-    plan = propensity._plan(RunDir(tmp_path), cfg)
+    plan = propensity.stage.plan(RunDir(tmp_path), cfg)
     assert plan.T_star_estimate == pytest.approx(want, rel=1e-12)
     if unit == "absolute":
         # the temperatures are absolute; T* used is the configured one, for reference
@@ -67,7 +67,7 @@ def test_absolute_without_a_configured_t_star_still_reports_the_estimate(tmp_pat
     cfg = build_config({"system": {"name": "KAM", "n_particles": 64},
                         "propensity": {"temperature_unit": "absolute", "T_star": "estimate",
                                        "temperatures": [0.5], "n_configs": 1}})
-    plan = propensity._plan(RunDir(tmp_path), cfg)
+    plan = propensity.stage.plan(RunDir(tmp_path), cfg)
     assert plan.T_star_source == "none" and math.isnan(plan.T_star)
     assert plan.T_star_estimate == pytest.approx(T_KINK, abs=1e-6)
     words = propensity.t_star_words(plan)

@@ -72,7 +72,6 @@ ensemble's field), each member's Gamma is also correlated with the propensity:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -87,8 +86,9 @@ from glasscam_mpi.analysis.xiscan import resolve_xis
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.rundir import RunDir
-from glasscam_mpi.stages.engine import FarmStage, TaskFailed, require_tasks
-from glasscam_mpi.store import RowSpec, check_schema, stage_dataset
+from glasscam_mpi.stages.declare import About, Cost, Flow, Input, Output, Runs, Tasks
+from glasscam_mpi.stages.engine import FarmStage, TaskFailed
+from glasscam_mpi.store import RowSpec, stage_dataset
 
 STAGE = "analyze"
 HELP = "coarse-graining, correlation lengths and correlations -> analysis.h5 (the paper's answer)"
@@ -147,83 +147,60 @@ class Plan:
         return self.n_samples + int(np.prod(self.shape))
 
 
-def _open_checked(rd: RunDir, stage: str):
-    """An earlier stage's file, open; clear errors for a missing or damaged one."""
-    import h5py
+def _plan(rd: RunDir, cfg: Config, inputs) -> Plan:
+    files, runs = inputs.files, inputs.ok_test_runs
+    prep, ind, prop = files["prepare"], files["indicators"], files["propensity"]
+    box = prep["box"][:]
+    if not np.array_equal(ind["runs"][:], runs):
+        raise ConfigError(f"{rd.stage_file('indicators')} was made for other test runs than "
+                          "prepare.h5 holds; rerun 'glasscam indicators'")
+    have_gamma, n_layers, n_members = False, 0, 0
+    if "gradcam" in files:
+        gc = files["gradcam"]
+        if not np.array_equal(gc["runs"][:], runs):
+            raise ConfigError(f"{rd.stage_file('gradcam')} was made for other test runs "
+                              "than prepare.h5 holds; rerun 'glasscam gradcam'")
+        have_gamma = True
+        n_layers = gc["gamma_layers"].shape[2] if "gamma_layers" in gc else 0
+        n_members = gc["gamma_members"].shape[2] if "gamma_members" in gc else 0
+    configs = prop["configs"][:]
+    rows = np.searchsorted(runs, configs)
+    if np.any(rows >= len(runs)) or not np.array_equal(runs[np.minimum(rows, len(runs) - 1)],
+                                                       configs):
+        raise ConfigError("propensity.h5 uses configurations that are not ok test runs of "
+                          "prepare.h5; rerun 'glasscam propensity'")
+    shape = (len(configs), len(prop["temperatures"]))
+    reportable = stage_dataset(prop, "propensity", "reportable")
+    n_rep = prop["cage_displacement"].shape[0] // max(1, int(np.prod(shape)))
+    return make_plan(cfg, box, runs, shape, have_gamma=have_gamma, n_layers=n_layers,
+                     config_rows=rows.astype(np.int64), n_times=int(prop["time"].shape[0]),
+                     n_targets=int(prop["delta_targets"].shape[0]),
+                     reportable=reportable.astype(np.int8), n_replicas=n_rep,
+                     n_members=int(n_members))
 
-    path = rd.require(stage)
-    try:
-        fh = h5py.File(path, "r")
-        _ = fh["status"][:1]
-    except (OSError, KeyError) as exc:
-        raise ConfigError(f"{path} is damaged ({exc}); rerun 'glasscam {stage} --run-dir "
-                          f"{rd.path}' to rebuild it from its task shards") from None
-    try:
-        check_schema(fh, stage)
-    except ConfigError:
-        fh.close()
-        raise
-    return fh
 
-
-def _plan(rd: RunDir, cfg: Config) -> Plan:
+def make_plan(cfg: Config, box: np.ndarray, runs: np.ndarray, shape: tuple, *,
+              have_gamma: bool, n_layers: int, config_rows: np.ndarray, n_times: int,
+              n_targets: int, reportable: np.ndarray, n_replicas: int,
+              n_members: int = 0) -> Plan:
+    """The stage's plan from what the earlier stages hold: the xi scan the box allows, the
+    C(r) range, the indicators' forms and whether the ensemble study fits ``n_replicas``
+    (``glasscam plan`` times the tasks with a plan made here from its calibration)."""
     a = cfg.analyze
-    with contextlib.ExitStack() as stack:
-        prep = stack.enter_context(_open_checked(rd, "prepare"))
-        box = prep["box"][:]
-        runs = rd.ok_test_runs()
-        require_tasks(len(runs), f"{rd.stage_file('prepare')} has no ok test runs: nothing to "
-                                 "analyse (raise [prepare].n_runs or check the failed runs)")
-        ind = stack.enter_context(_open_checked(rd, "indicators"))
-        if not np.array_equal(ind["runs"][:], runs):
-            raise ConfigError(f"{rd.stage_file('indicators')} was made for other test runs than "
-                              "prepare.h5 holds; rerun 'glasscam indicators'")
-        prop = stack.enter_context(_open_checked(rd, "propensity"))
-        have_gamma, n_layers, n_members = False, 0, 0
-        if rd.stage_file("gradcam").exists():
-            gc = stack.enter_context(_open_checked(rd, "gradcam"))
-            if not np.array_equal(gc["runs"][:], runs):
-                raise ConfigError(f"{rd.stage_file('gradcam')} was made for other test runs "
-                                  "than prepare.h5 holds; rerun 'glasscam gradcam'")
-            have_gamma = True
-            n_layers = gc["gamma_layers"].shape[2] if "gamma_layers" in gc else 0
-            n_members = gc["gamma_members"].shape[2] if "gamma_members" in gc else 0
-        configs = prop["configs"][:]
-        rows = np.searchsorted(runs, configs)
-        if np.any(rows >= len(runs)) or not np.array_equal(runs[np.minimum(rows, len(runs) - 1)],
-                                                           configs):
-            raise ConfigError("propensity.h5 uses configurations that are not ok test runs of "
-                              "prepare.h5; rerun 'glasscam propensity'")
-        shape = (len(configs), len(prop["temperatures"]))
-        n_times, n_targets = prop["time"].shape[0], prop["delta_targets"].shape[0]
-        reportable = stage_dataset(prop, "propensity", "reportable")
-        n_rep = prop["cage_displacement"].shape[0] // max(1, int(np.prod(shape)))
     try:
         scan = resolve_xis(box, a.xis, a.xi_pairs, a.xi_delta, cfg.sys.xi_pairs)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    xis = scan.xis
-    L = float(box.min())
-    r_corr = min(a.r_max or 10.0, L / 2)
     study = ((a.subensemble_size, a.subensembles)
-             if n_rep >= a.subensemble_size * a.subensembles else None)
+             if n_replicas >= a.subensemble_size * a.subensembles else None)
     sign = np.array([-1.0 if x in one_minus(cfg) else 1.0 for x in INDICATORS])
-    return Plan(runs, have_gamma, n_layers, box, tuple(float(x) for x in xis), r_corr,
-                a.bins, shape, rows.astype(np.int64), int(n_times), int(n_targets),
-                reportable.astype(np.int8), study, sign, scan.xi_pairs, scan.notes,
-                int(n_members), cfg.sys.n_species)
-
-
-@contextlib.contextmanager
-def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
-    import h5py
-
-    with contextlib.ExitStack() as stack:
-        files = {s: stack.enter_context(h5py.File(rd.stage_file(s), "r"))
-                 for s in ("prepare", "indicators", "propensity")}
-        if plan.have_gamma:
-            files["gradcam"] = stack.enter_context(h5py.File(rd.stage_file("gradcam"), "r"))
-        yield cfg, plan, files
+    return Plan(runs=runs, have_gamma=have_gamma, n_layers=n_layers, box=box,
+                xis=tuple(float(x) for x in scan.xis),
+                r_corr=min(a.r_max or 10.0, float(box.min()) / 2), bins=a.bins, shape=shape,
+                config_rows=config_rows, n_times=n_times, n_targets=n_targets,
+                reportable=reportable, study=study, sign=sign, xi_pairs=scan.xi_pairs,
+                xi_notes=scan.notes, n_members=n_members,
+                n_species=cfg.sys.n_species)
 
 
 def _pair_list(plan: Plan, x: np.ndarray) -> PairList:
@@ -336,7 +313,8 @@ def _task(ctx, i: int) -> dict:
     return _dynamics_task(cfg, plan, files, i - plan.n_samples)
 
 
-def _rows(cfg: Config, plan: Plan) -> dict:
+def rows(cfg: Config, plan: Plan) -> dict:
+    """The row datasets of analysis.h5 (leading shapes: test samples, ensembles)."""
     n, m, X, P, B = plan.n_samples, len(plan.xis), len(INDICATORS), len(PAIRS), plan.bins
     N = cfg.system.n_particles
     S = dict(lead=(n,), offset=0)
@@ -378,18 +356,16 @@ def _globals(cfg: Config, plan: Plan) -> dict:
             "xis": np.array(plan.xis), "config_rows": plan.config_rows}
 
 
-def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
+def _reduce(path, cfg: Config, plan: Plan) -> None:
     from glasscam_mpi.stages.analyze_summary import summarize_into
     from glasscam_mpi.stages.analyze_uncertainty import uncertainty_into
 
-    if comm.Get_rank() == 0:
-        summarize_into(path, cfg, plan)
-        uncertainty_into(path, cfg, plan)  # Table 5's uncertainty and null level
-        if plan.n_members:
-            from glasscam_mpi.stages.analyze_members import summarize_members
+    summarize_into(path, cfg, plan)
+    uncertainty_into(path, cfg, plan)  # Table 5's uncertainty and null level
+    if plan.n_members:
+        from glasscam_mpi.stages.analyze_members import summarize_members
 
-            summarize_members(path, cfg, plan)
-    comm.Barrier()
+        summarize_members(path, cfg, plan)
 
 
 def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
@@ -406,7 +382,44 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
     return {"headline": json.loads(fh.attrs["headline"])} if "headline" in fh.attrs else {}
 
 
+def _cost(cfg: Config, cal, profile) -> Cost:
+    """The stage's own task functions timed on the calibration's glass (stand-in fields:
+    the cost does not depend on their values)."""
+    from glasscam_mpi.md.replica import log_times
+    from glasscam_mpi.stages.indicators import indicator_fields
+    from glasscam_mpi.store import file_bytes
+
+    q, g = cfg.propensity, cal.md.glass
+    box, x, types = g["box"], g["positions"], g["types"]
+    n_test, n_T = cfg.split_counts()[2], len(q.temperatures)
+    n_times = len(log_times(cfg.prepare.timestep, q.t_max, q.n_times))
+    n_c, n_layers = q.n_configs, len(cfg.train.channels)
+    plan = make_plan(cfg, box, np.arange(max(n_test, 1)), (n_c, n_T), have_gamma=True,
+                     n_layers=n_layers, config_rows=np.zeros(n_c, np.int64), n_times=n_times,
+                     n_targets=len(q.delta_targets), reportable=np.ones((n_c, n_T), np.int8),
+                     n_replicas=0)
+    volume, theta = indicator_fields(cfg, box, x, types)
+    F = np.stack([volume, volume, theta], axis=1)  # Gamma's stand-in: the volume field
+    layers = np.repeat(volume[:, None], n_layers, axis=1)
+    D = np.outer(np.geomspace(0.01, 3.0, n_times), volume)
+    at = D[np.linspace(0, n_times - 1, len(q.delta_targets)).astype(int)]
+    sample_s = cal.timed(lambda: analyse_sample(plan, x, types, F, layers, 1, 1), 0.3, 3)
+    ensemble_s = cal.timed(lambda: analyse_ensemble(plan, _pair_list(plan, x), F, D, at),
+                           0.3, 3)
+    n_ens = n_c * n_T
+    n = n_test + n_ens
+    return Cost(n, (n_test * 2 * sample_s + n_ens * ensemble_s) / max(n, 1),
+                file_bytes(rows(cfg, plan), n), cal.md.memory_bytes,
+                f"measured: the stage's task functions on the calibration's glass, "
+                f"{sample_s:.3g} s per test sample and class, {ensemble_s:.3g} s per ensemble "
+                "(fields stand-ins: the cost does not depend on their values)")
+
+
 stage = FarmStage(
-    name=STAGE, help=HELP, description=DESCRIPTION, unit="tasks", plan=_plan, task=_task,
-    rows=_rows, attrs=_attrs, globals_=_globals, open=_open, banner=_banner, reduce=_reduce,
-    headline=_headline, failures=(TaskFailed,))
+    STAGE, About(HELP, DESCRIPTION),
+    Flow(needs=("prepare", "gradcam", "indicators", "propensity"),
+         runs=Runs("cpu", continues=True),
+         inputs=(Input("prepare", ok_test_runs=True), Input("indicators"),
+                 Input("propensity"), Input("gradcam", optional=True)), cost=_cost),
+    Tasks("tasks", _plan, _task, banner=_banner),
+    Output(rows, _attrs, _globals, reduce=_reduce, headline=_headline))

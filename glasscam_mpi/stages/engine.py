@@ -1,17 +1,18 @@
 """The one engine every stage runs on: a stage declares, the engine does the rest.
 
 As in signac-flow, where an operation is a plain function and the project derives
-eligibility, status and submission from declarations beside it, a farmed stage here is a
-:class:`FarmStage`: its tasks (``plan``), what one task computes (``task``), the rows it
-writes (``rows``, ``attrs``, ``globals_``), an optional collective ``reduce`` over the
-finished stage file, and the headline figures ``glasscam info`` shows (``headline``).
-The engine owns the skeleton every stage shares:
+eligibility, status and submission from declarations beside it, a stage here is a
+declaration (:mod:`glasscam_mpi.stages.declare`): its command line (``about``), its place
+in the workflow and what it runs on and opens (``flow``) and, for a task farm
+(:class:`FarmStage`), its tasks and its file (``tasks``, ``output``). The engine owns the
+skeleton every stage shares:
 
-    lock -> resolve config -> plan -> pending tasks -> farm -> scan shards
-         -> write the stage file (parallel HDF5) -> reduce -> finish (log) -> unlock
+    lock -> resolve config -> open the inputs -> plan -> pending tasks -> farm (or rounds)
+         -> scan shards -> write the stage file (parallel HDF5) -> reduce on rank 0
+         -> finish (log) -> unlock
 
-Stages that are not task farms (``train``, ``report``) use :func:`session` for the same
-lock / config / unlock part.
+Stages that are not task farms (``train``, ``report``: :class:`Stage`) get the same lock,
+config and inputs, then run their own ``work``.
 
 A stage file that exists but does not open (a truncated copy, a full disk) is not
 "complete": the engine says so and rebuilds it from the task shards, which are kept.
@@ -22,14 +23,17 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.parallel import (Outcome, Progress, TaskFarm, TaskGroups, bcast_from_root,
                                    injected)
 from glasscam_mpi.rundir import RunDir
-from glasscam_mpi.store import RowSpec, check_schema, write_stage_file
+from glasscam_mpi.stages.declare import About, Flow, Output, Tasks
+from glasscam_mpi.store import check_schema, write_stage_file
 from glasscam_mpi.walltime import NotFinished, stopping
 
 
@@ -38,10 +42,9 @@ class TaskFailed(RuntimeError):
 
 
 @contextlib.contextmanager
-def session(comm, run_dir, name: str) -> Iterator[RunDir]:
+def session(comm, run_dir) -> Iterator[RunDir]:
     """The run directory of a stage, locked by rank 0 for the duration (rank 0 unlocks on
-    any exit). Use with :func:`~glasscam_mpi.parallel.bcast_from_root` for the set-up,
-    which must call ``rd.lock(...)`` first."""
+    any exit); :func:`claim` takes the lock."""
     rd = RunDir(run_dir)
     try:
         yield rd
@@ -50,18 +53,116 @@ def session(comm, run_dir, name: str) -> Iterator[RunDir]:
             rd.unlock()
 
 
+def claim(rd: RunDir, name: str, requested: Config | None, reset=None) -> Config:
+    """Rank 0: take the run directory's lock for stage ``name``, run ``reset`` (what must
+    go before the config check, e.g. ``train --restart``) and resolve the config."""
+    rd.lock(f"glasscam {name}")
+    if reset is not None:
+        reset(rd)
+    return rd.resolve_config(requested)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+@dataclass
+class Inputs:
+    """A stage's declared inputs, open (rank 0, for its ``plan``): ``files`` {stage:
+    h5py.File} (an optional input that does not exist is absent), and the ok test runs of
+    the input that declares ``ok_test_runs``."""
+
+    files: dict
+    ok_test_runs: np.ndarray | None = None
+
+
+def open_checked(rd: RunDir, stage: str):
+    """An earlier stage's file, open; clear errors for a missing, damaged or newer one."""
+    import h5py
+
+    path = rd.require(stage)
+    try:
+        fh = h5py.File(path, "r")
+        _ = fh["status"][:1]
+    except (OSError, KeyError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); rerun 'glasscam {stage} --run-dir "
+                          f"{rd.path}' to rebuild it from its task shards") from None
+    try:
+        check_schema(fh, stage)
+    except ConfigError:
+        fh.close()
+        raise
+    return fh
+
+
+@contextlib.contextmanager
+def open_inputs(rd: RunDir, name: str, flow: Flow) -> Iterator[Inputs]:
+    """Rank 0: the inputs of stage ``name``, checked and open, in their declared order."""
+    with contextlib.ExitStack() as stack:
+        inputs = Inputs({})
+        for i in flow.inputs:
+            if i.optional and not rd.stage_file(i.stage).exists():
+                continue
+            fh = inputs.files[i.stage] = stack.enter_context(open_checked(rd, i.stage))
+            if i.ok_test_runs:
+                inputs.ok_test_runs = np.flatnonzero((fh["status"][:] == 1)
+                                                     & (fh["split"][:] == 2)).astype(np.int64)
+                if len(inputs.ok_test_runs) == 0:
+                    raise ConfigError(f"{rd.stage_file(i.stage)} has no ok test runs: nothing "
+                                      f"for {name} to do (raise [prepare].n_runs or check the "
+                                      "failed runs)")
+        yield inputs
+
+
+@contextlib.contextmanager
+def read_inputs(rd: RunDir, flow: Flow) -> Iterator[dict]:
+    """Every rank: the input files that exist, open read-only, for the tasks."""
+    import h5py
+
+    with contextlib.ExitStack() as stack:
+        yield {i.stage: stack.enter_context(h5py.File(rd.stage_file(i.stage), "r"))
+               for i in flow.inputs if not i.optional or rd.stage_file(i.stage).exists()}
+
+
 @dataclass(frozen=True)
 class Stage:
-    """A stage that is not a task farm (``train``, ``report``): its own ``run`` (every rank
-    calls it; use :func:`session` for the lock) and ``summarize`` for ``glasscam info``."""
+    """A stage that is not a task farm (``train``, ``report``).
+
+    Attributes:
+        name: Stage name (command, file ``<name>.h5``).
+        about, flow: Its command line and place in the workflow (:mod:`.declare`).
+        work: ``(comm, rd, cfg, ready, progress_every=..., **options) -> dict``, called by
+            every rank once the run directory is locked, the config resolved and the
+            inputs checked (``options``: the stage's ``about.options`` flags).
+        summarize: ``(rd, cfg) -> dict`` for ``glasscam info``.
+        setup: ``(rd, cfg, **options) -> ready``, on rank 0 after the inputs are checked
+            (broadcast to every rank as ``work``'s ``ready``).
+        reset: ``(rd, **options)``, on rank 0 after the lock and before the config check.
+    """
 
     name: str
-    help: str
-    description: str
-    run: Callable[..., dict]
+    about: About
+    flow: Flow
+    work: Callable[..., dict]
     summarize: Callable[[RunDir, Config], dict]
-    run_options: dict = field(default_factory=dict)
-    options: tuple = ()  # extra command-line options: (flag, help) pairs, all store_true
+    setup: Callable[..., Any] | None = None
+    reset: Callable[..., None] | None = None
+
+    def run(self, comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
+            progress_every: float = 5.0, **options) -> dict:
+        """Run the stage in ``run_dir``; every rank of ``comm`` calls this."""
+        with session(comm, run_dir) as rd:
+            def setup():
+                reset = (lambda rd: self.reset(rd, **options)) if self.reset else None
+                cfg = claim(rd, self.name, requested, reset)
+                for i in self.flow.inputs:
+                    if not i.optional:
+                        rd.require(i.stage)
+                return cfg, (self.setup(rd, cfg, **options) if self.setup else None)
+
+            cfg, ready = bcast_from_root(comm, setup)
+            return self.work(comm, rd, cfg, ready, progress_every=progress_every, **options)
+
+    def total(self, rd: RunDir, cfg: Config) -> int | None:
+        """The number of tasks (a task farm's; None here)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -70,70 +171,43 @@ class FarmStage:
 
     Attributes:
         name: Stage name (command, file ``<name>.h5``, shard folder).
-        help, description: For ``glasscam --help``.
-        unit: What a task is, plural, for progress lines ("runs", "replicas").
-        plan: ``(rd, cfg) -> plan`` on rank 0: reads earlier stages, validates, and returns
-            an object with ``n_tasks`` (broadcast to every rank; keep it picklable).
-        task: ``(ctx, index) -> {name: array}``, the arrays of task ``index``'s row.
-            Raising one of ``failures`` records the task as failed with its message.
-        rows: ``(cfg, plan) -> {name: RowSpec}``, the row datasets.
-        attrs: ``(cfg, plan) -> dict`` of root attributes (``stage``, ``config``, ``system``,
-            ``dim`` and ``n_particles`` are added by the engine).
-        globals_: ``(cfg, plan) -> {name: array}`` written once.
-        open: ``(rd, cfg, plan, comm)`` -> context manager yielding the ``ctx`` the tasks
-            get (open input files, load a model); default yields ``(cfg, plan)``.
-        banner: ``(cfg, plan, n_todo, n_ranks) -> str`` printed by rank 0 before the farm.
-        reduce: ``(comm, path, cfg, plan)`` called by every rank after the stage file is
-            written (derived datasets; must be collective-safe).
-        headline: ``(fh, cfg, rd) -> dict`` merged into ``glasscam info``'s entry.
-        failures: Exceptions that mean "this task failed" (anything else is a bug and
-            aborts the job).
-        ranks_per_task: ``cfg -> k``, the ranks that run one task together (default 1);
-            ``task`` then gets ``(ctx, index, comm)`` with the group's communicator and is
-            called on every rank of the group; the leader writes the shard.
-        farm: ``(stage, comm, rd, cfg, plan, todo, progress_every) -> outcomes`` replaces
-            the one-pass farm (propensity runs its replicas in rounds with
-            :meth:`run_tasks`); it must leave one shard per task of ``todo``.
-        run_options: Keyword arguments ``glasscam run`` passes to this stage.
-        task_block: ``(ctx, [i, ...]) -> [arrays, ...]`` computes several tasks at once
-            (a GPU batch); used with ``block``.
-        block: ``(cfg, plan) -> k``: tasks are farmed in blocks of the k consecutive task
-            indices ``[b k, (b + 1) k)`` (those still to do), fixed by the task index and
-            not by the ranks, so a block is the same batch under any rank count and on a
-            rerun. Each task still has its own shard; a block whose batch fails is redone
-            task by task, so only the failing task is recorded failed.
+        about, flow: Its command line and place in the workflow (:mod:`.declare`).
+        tasks: Its tasks (:class:`~glasscam_mpi.stages.declare.Tasks`).
+        output: Its stage file (:class:`~glasscam_mpi.stages.declare.Output`).
     """
 
     name: str
-    help: str
-    description: str
-    unit: str
-    plan: Callable[[RunDir, Config], Any]
-    rows: Callable[[Config, Any], dict[str, RowSpec]]
-    task: Callable[[Any, int], dict] | None = None
-    attrs: Callable[[Config, Any], dict] = lambda cfg, plan: {}
-    globals_: Callable[[Config, Any], dict] = lambda cfg, plan: {}
-    open: Callable[..., Any] | None = None
-    banner: Callable[[Config, Any, int, int], str] | None = None
-    reduce: Callable[..., None] | None = None
-    headline: Callable[..., dict] | None = None
-    failures: tuple[type[BaseException], ...] = (TaskFailed,)
-    farm: Callable[..., list] | None = None
-    ranks_per_task: Callable[[Config], int] = lambda cfg: 1
-    run_options: dict = field(default_factory=dict)
-    task_block: Callable[[Any, list[int]], list[dict]] | None = None
-    block: Callable[[Config, Any], int] | None = None
+    about: About
+    flow: Flow
+    tasks: Tasks
+    output: Output
+
+    @property
+    def unit(self) -> str:
+        return self.tasks.unit
+
+    @property
+    def failures(self) -> tuple[type[BaseException], ...]:
+        return self.tasks.failures or (TaskFailed,)
 
     # -- running -------------------------------------------------------------------------
+    def plan(self, rd: RunDir, cfg: Config):
+        """Rank 0: the stage's plan, with its inputs open."""
+        with open_inputs(rd, self.name, self.flow) as inputs:
+            return self.tasks.plan(rd, cfg, inputs)
+
+    def total(self, rd: RunDir, cfg: Config) -> int:
+        """The number of tasks of the stage (from its plan, which reads earlier stages)."""
+        return self.plan(rd, cfg).n_tasks
+
     def run(self, comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
             progress_every: float = 5.0) -> dict:
         """Run (or finish) the stage in ``run_dir``; every rank of ``comm`` calls this."""
         rank, t0 = comm.Get_rank(), time.time()
-        with session(comm, run_dir, self.name) as rd:
+        with session(comm, run_dir) as rd:
             def setup():
-                rd.lock(f"glasscam {self.name}")
-                cfg = rd.resolve_config(requested)
-                check_ranks_per_task(self.name, self.ranks_per_task(cfg), comm.Get_size())
+                cfg = claim(rd, self.name, requested)
+                check_ranks_per_task(self.name, self.tasks.ranks_per_task(cfg), comm.Get_size())
                 plan = self.plan(rd, cfg)
                 todo = rd.pending(self.name, plan.n_tasks, retry_failed)
                 intact = rd.intact(self.name)
@@ -159,8 +233,13 @@ class FarmStage:
                                   f"{len(left)} of {plan.n_tasks} {self.unit} left; the "
                                   "finished ones are kept, and the same command continues")
             path = self._write(comm, rd, cfg, plan)
-            if self.reduce is not None:
-                self.reduce(comm, path, cfg, plan)
+            if rank == 0:  # reduce on root; the other ranks wait at the barrier
+                if self.output.reduce is not None:
+                    self.output.reduce(path, cfg, plan)
+                if self.tasks.rounds is not None:
+                    from glasscam_mpi.stages.rounds import RoundFiles
+
+                    RoundFiles(rd, self.name).remove()
             comm.Barrier()
             if rank == 0:
                 n_failed = sum(not o.ok for o in outcomes)
@@ -173,22 +252,26 @@ class FarmStage:
 
     def _farm(self, comm, rd: RunDir, cfg: Config, plan, todo: list[int],
               progress_every: float) -> list[Outcome]:
-        if self.farm is not None:
-            return self.farm(self, comm, rd, cfg, plan, todo, progress_every)
-        opener = self.open or _default_open
-        with opener(rd, cfg, plan, comm) as ctx:
-            if comm.Get_rank() == 0 and self.banner is not None:
-                print(self.banner(cfg, plan, len(todo), comm.Get_size()), flush=True)
-            k = self.ranks_per_task(cfg)
+        t = self.tasks
+        with read_inputs(rd, self.flow) as files:
+            ctx = (t.context(cfg, plan, files, comm) if t.context is not None
+                   else (cfg, plan, files))
+            if comm.Get_rank() == 0 and t.banner is not None:
+                print(t.banner(cfg, plan, len(todo), comm.Get_size()), flush=True)
+            if t.rounds is not None:
+                from glasscam_mpi.stages.rounds import run_rounds
+
+                return run_rounds(self, comm, rd, cfg, plan, todo, ctx, progress_every)
+            k = t.ranks_per_task(cfg)
             if k > 1:
-                return self.run_tasks(comm, todo, lambda i, group: self.task(ctx, i, group),
+                return self.run_tasks(comm, todo, lambda i, group: t.task(ctx, i, group),
                                       rd.shards(self.name), f"{self.name} {cfg.system.name}",
                                       progress_every, ranks_per_task=k)
-            b = self.block(cfg, plan) if self.block and self.task_block else 1
-            return self.run_tasks(comm, todo, lambda i: self.task(ctx, i),
+            b = t.block.size(cfg, plan) if t.block is not None else 1
+            return self.run_tasks(comm, todo, lambda i: t.task(ctx, i),
                                   rd.shards(self.name), f"{self.name} {cfg.system.name}",
                                   progress_every, block=b,
-                                  compute_block=lambda idx: self.task_block(ctx, idx))
+                                  compute_block=lambda idx: t.block.compute(ctx, idx))
 
     def run_tasks(self, comm, todo: list[int], compute: Callable[..., dict], shards,
                   label: str, progress_every: float = 5.0, ranks_per_task: int = 1,
@@ -290,12 +373,13 @@ class FarmStage:
             data = shards.read(i, ok)
             return (True, "", data) if ok else (False, str(data["error"]), {})
 
+        out = self.output
         attrs = {"stage": self.name, "system": cfg.system.name, "dim": cfg.sys.dim,
-                 "n_particles": cfg.system.n_particles, **self.attrs(cfg, plan),
+                 "n_particles": cfg.system.n_particles, **out.attrs(cfg, plan),
                  "config": cfg.to_toml()}
         return write_stage_file(rd.stage_file(self.name), comm, n_tasks=plan.n_tasks,
-                                attrs=attrs, rows=self.rows(cfg, plan), row_data=row,
-                                globals_=self.globals_(cfg, plan))
+                                attrs=attrs, rows=out.rows(cfg, plan), row_data=row,
+                                globals_=out.globals_(cfg, plan))
 
     # -- glasscam info ---------------------------------------------------------------------
     def summarize(self, rd: RunDir, cfg: Config) -> dict:
@@ -315,8 +399,8 @@ class FarmStage:
                     out["tasks"] = {"total": len(status), "done": int((status == 1).sum()),
                                     "failed": int((status == 2).sum()),
                                     "missing": int((status == 0).sum())}
-                    if self.headline is not None:
-                        out.update(self.headline(fh, cfg, rd))
+                    if self.output.headline is not None:
+                        out.update(self.output.headline(fh, cfg, rd))
                 return out
             except ConfigError as exc:  # a schema this version cannot read
                 out["error"] = str(exc)
@@ -371,11 +455,6 @@ def farm_record(seconds: float, outcomes: list[Outcome], size: int) -> dict:
     return {"seconds": round(seconds, 4), "ranks": ranks}
 
 
-@contextlib.contextmanager
-def _default_open(rd, cfg, plan, comm):
-    yield cfg, plan
-
-
 def _store(shards, index: int, error: str | None, arrays: dict, t0: float, cpu0: float,
            rank: int) -> Outcome:
     """Write one task's shard (its arrays, or its failure: never data) and return its
@@ -395,9 +474,3 @@ def check_ranks_per_task(stage: str, k: int, size: int) -> None:
         raise ConfigError(f"[{stage}].ranks_per_task = {k}: this job has {size} MPI rank(s), "
                           f"not a multiple of {k}; allowed: a divisor of {size} "
                           f"(start the job with a multiple of {k} ranks, or lower it)")
-
-
-def require_tasks(n: int, what: str) -> None:
-    """A ConfigError when a stage has nothing to do (e.g. no ok test runs)."""
-    if n == 0:
-        raise ConfigError(what)

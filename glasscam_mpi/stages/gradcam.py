@@ -47,7 +47,8 @@ import numpy as np
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.rundir import RunDir
-from glasscam_mpi.stages.engine import FarmStage, require_tasks
+from glasscam_mpi.stages.declare import About, Block, Cost, Flow, Input, Output, Runs, Tasks
+from glasscam_mpi.stages.engine import FarmStage
 from glasscam_mpi.store import RowSpec
 
 STAGE = "gradcam"
@@ -90,15 +91,11 @@ class Plan:
         return len(self.runs)
 
 
-def _plan(rd: RunDir, cfg: Config) -> Plan:
-    import h5py
-
+def _plan(rd: RunDir, cfg: Config, inputs) -> Plan:
     from glasscam_mpi.learn.data import dataset_meta
 
-    runs = rd.ok_test_runs()
-    require_tasks(len(runs), "prepare.h5 has no ok test runs: nothing to explain")
-    with h5py.File(rd.stage_file("prepare"), "r") as fh:
-        box = fh["box"][:]
+    runs = inputs.ok_test_runs
+    box = inputs.files["prepare"]["box"][:]
     paths = member_paths(cfg, rd)
     specs = [load_model(p, dataset_meta(cfg, box), "cpu")[1].to_dict() for p in paths]  # once
     if any(sp != specs[0] for sp in specs[1:]):
@@ -123,18 +120,14 @@ def member_paths(cfg: Config, rd: RunDir) -> list[Path]:
     return model_paths(rd.path, cfg)
 
 
-@contextlib.contextmanager
-def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
-    import h5py
-
+def _context(cfg: Config, plan: Plan, files, comm):
     from glasscam_mpi.learn.data import dataset_meta, grid_spec_of
     from glasscam_mpi.learn.distributed import pick_device
 
     device = pick_device(cfg.gradcam.device, comm)
     models = [load_model(Path(p), dataset_meta(cfg, plan.box), device)[0]
               for p in (plan.members or (plan.model,))]
-    with h5py.File(rd.stage_file("prepare"), "r") as prep:
-        yield cfg, plan, prep, models, grid_spec_of(cfg)
+    return cfg, plan, files["prepare"], models, grid_spec_of(cfg)
 
 
 def _task(ctx, i: int) -> dict:
@@ -261,7 +254,7 @@ def write_ensemble_file(path: Path, member_files: list[Path], cfg: Config) -> Pa
                  "n_particles": cfg.system.n_particles, **_attrs(cfg, plan),
                  "config": cfg.to_toml()}
         return write_stage_file(path, MPI.COMM_SELF, n_tasks=plan.n_tasks, attrs=attrs,
-                                rows=_rows(cfg, plan), row_data=row,
+                                rows=rows(cfg, plan), row_data=row,
                                 globals_={"runs": plan.runs.astype(np.int64)})
 
 
@@ -316,16 +309,21 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
             **({"ensemble": int(fh.attrs["ensemble"])} if "ensemble" in fh.attrs else {})}
 
 
-def _rows(cfg: Config, plan) -> dict:
+def rows(cfg: Config, plan=None) -> dict:
+    """The row datasets of gradcam.h5 (``plan`` default: the config's CNN and ensemble,
+    as ``glasscam plan`` prices them before any network exists)."""
     N = cfg.system.n_particles
-    rows = {"gamma": RowSpec((2, N), "f4"),
-            "gamma_layers": RowSpec((2, len(plan.spec["channels"]), N), "f4"),
+    if plan is None:
+        n_layers, k = len(cfg.train.channels), cfg.train.ensemble
+    else:
+        n_layers, k = len(plan.spec["channels"]), len(plan.members or ())
+    out = {"gamma": RowSpec((2, N), "f4"),
+            "gamma_layers": RowSpec((2, n_layers, N), "f4"),
             "zero": RowSpec((2,), "i1", -1), "p_glass": RowSpec((2,), "f4"),
             "predicted": RowSpec((2,), "i1", -1)}
-    k = len(getattr(plan, "members", ()) or ())
     if k > 1:
-        rows["gamma_members"] = RowSpec((2, k, N), "f4")
-    return rows
+        out["gamma_members"] = RowSpec((2, k, N), "f4")
+    return out
 
 
 def _attrs(cfg: Config, plan: Plan) -> dict:
@@ -338,9 +336,27 @@ def _attrs(cfg: Config, plan: Plan) -> dict:
     return out
 
 
+def _cost(cfg: Config, cal, profile) -> Cost:
+    """Every member explains both samples of every test run, at the measured Grad-CAM rate."""
+    import numpy as np
+
+    from glasscam_mpi.store import file_bytes
+
+    learn, k, S, d = cal.learn, cfg.train.ensemble, cfg.sys.n_species, cfg.sys.dim
+    n_test = cfg.split_counts()[2]
+    seconds = k * 2 * n_test / learn.gradcam_samples_per_s
+    return Cost(n_test, seconds / max(n_test, 1), file_bytes(rows(cfg), n_test),
+                cal.md.memory_bytes + cfg.gradcam.batch_size
+                * int(np.prod((S,) + (cfg.n_grid,) * d)) * 4 * 4,
+                f"{learn.source}: {learn.gradcam_samples_per_s:.1f} samples/s"
+                + (f" per member, x {k} members" if k > 1 else ""), seconds=seconds)
+
+
 stage = FarmStage(
-    name=STAGE, help=HELP, description=DESCRIPTION, unit="runs", plan=_plan, task=_task,
-    open=_open, banner=_banner, headline=_headline, task_block=_task_block, block=_block,
-    rows=lambda cfg, plan: _rows(cfg, plan),
-    attrs=lambda cfg, plan: _attrs(cfg, plan),
-    globals_=lambda cfg, plan: {"runs": plan.runs.astype(np.int64)})
+    STAGE, About(HELP, DESCRIPTION),
+    Flow(needs=("prepare", "train"), runs=Runs("gpu", continues=True),
+         inputs=(Input("prepare", ok_test_runs=True),), cost=_cost),
+    Tasks("runs", _plan, _task, context=_context, banner=_banner,
+          block=Block(_block, _task_block)),
+    Output(rows, _attrs, lambda cfg, plan: {"runs": plan.runs.astype(np.int64)},
+           headline=_headline))

@@ -14,7 +14,6 @@ Output ``RUN_DIR/indicators.h5`` (besides the common datasets of glasscam_mpi.st
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,8 @@ from glasscam_mpi.analysis.tongtanaka import tong_tanaka
 from glasscam_mpi.analysis.voronoi import voronoi_volumes
 from glasscam_mpi.config import Config
 from glasscam_mpi.rundir import RunDir
-from glasscam_mpi.stages.engine import FarmStage, require_tasks
+from glasscam_mpi.stages.declare import About, Cost, Flow, Input, Output, Runs, Tasks
+from glasscam_mpi.stages.engine import FarmStage
 from glasscam_mpi.store import RowSpec
 
 STAGE = "indicators"
@@ -52,26 +52,35 @@ class Plan:
         return len(self.runs)
 
 
-def _plan(rd: RunDir, cfg: Config) -> Plan:
-    runs = rd.ok_test_runs()
-    require_tasks(len(runs), "prepare.h5 has no ok test runs: nothing to analyse")
-    return Plan(runs)
-
-
-@contextlib.contextmanager
-def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
-    import h5py
-
-    with h5py.File(rd.stage_file("prepare"), "r") as prep:
-        yield cfg, plan, prep
+def _plan(rd: RunDir, cfg: Config, inputs) -> Plan:
+    return Plan(inputs.ok_test_runs)
 
 
 def _task(ctx, i: int) -> dict:
-    cfg, plan, prep = ctx
+    cfg, plan, files = ctx
+    prep = files["prepare"]
     r = int(plan.runs[i])
     box, types = prep["box"][:], prep["types"][r]
     vol, theta = zip(*(indicator_fields(cfg, box, prep[c][r], types) for c in CLASSES))
     return {"volume": np.stack(vol), "theta": np.stack(theta)}
+
+
+def rows(cfg: Config, plan=None) -> dict:
+    """The row datasets of indicators.h5."""
+    return {"volume": RowSpec((2, cfg.system.n_particles), "f8"),
+            "theta": RowSpec((2, cfg.system.n_particles), "f8")}
+
+
+def _cost(cfg: Config, cal, profile) -> Cost:
+    """Voronoi volume and Theta of the calibration's own quenched glass, timed."""
+    from glasscam_mpi.store import file_bytes
+
+    g = cal.md.glass
+    per_config = cal.timed(lambda: indicator_fields(cfg, g["box"], g["positions"],
+                                                    g["types"]), 0.3, max_reps=5)
+    n_test = cfg.split_counts()[2]
+    return Cost(n_test, 2 * per_config, file_bytes(rows(cfg), n_test), cal.md.memory_bytes,
+                f"measured: {per_config:.3g} s per configuration (Voronoi, Theta)")
 
 
 def _headline(fh, cfg: Config, rd: RunDir) -> dict:
@@ -83,11 +92,13 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
 
 
 stage = FarmStage(
-    name=STAGE, help=HELP, description=DESCRIPTION, unit="runs", plan=_plan, task=_task,
-    open=_open, headline=_headline,
-    rows=lambda cfg, plan: {"volume": RowSpec((2, cfg.system.n_particles), "f8"),
-                            "theta": RowSpec((2, cfg.system.n_particles), "f8")},
-    attrs=lambda cfg, plan: {"classes": ",".join(CLASSES), "radii": cfg.sys.radii()},
-    globals_=lambda cfg, plan: {"runs": plan.runs.astype(np.int64)},
-    banner=lambda cfg, plan, n_todo, size: (f"indicators: {n_todo} of {plan.n_tasks} test runs "
-                                            f"to do on {size} rank(s)"))
+    STAGE, About(HELP, DESCRIPTION),
+    Flow(needs=("prepare",), runs=Runs("cpu", continues=True),
+         inputs=(Input("prepare", ok_test_runs=True),), cost=_cost),
+    Tasks("runs", _plan, _task,
+          banner=lambda cfg, plan, n_todo, size: (f"indicators: {n_todo} of {plan.n_tasks} "
+                                                  f"test runs to do on {size} rank(s)")),
+    Output(rows, attrs=lambda cfg, plan: {"classes": ",".join(CLASSES),
+                                          "radii": cfg.sys.radii()},
+           globals_=lambda cfg, plan: {"runs": plan.runs.astype(np.int64)},
+           headline=_headline))

@@ -27,7 +27,6 @@ below is written):
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +37,7 @@ from glasscam_mpi.md.cooling import CoolingPlan, run_cooling
 from glasscam_mpi.md.engine import MDError
 from glasscam_mpi.parallel import injected, lammps_seeds, task_rng
 from glasscam_mpi.rundir import RunDir
+from glasscam_mpi.stages.declare import About, Cost, Flow, Output, Runs, Tasks
 from glasscam_mpi.stages.engine import FarmStage
 from glasscam_mpi.store import RowSpec, cooling_curves
 
@@ -96,7 +96,7 @@ class Plan:
     cooling: CoolingPlan
 
 
-def _plan(rd: RunDir, cfg: Config) -> Plan:
+def _plan(rd: RunDir, cfg: Config, inputs=None) -> Plan:
     if imported(rd):  # glasscam import wrote prepare.h5: no cooling run to do
         if not rd.intact(STAGE):
             raise ConfigError(f"{rd.stage_file(STAGE)} (imported) is missing or damaged; "
@@ -112,9 +112,8 @@ def imported(rd: RunDir) -> bool:
     return rd.log_path("import").exists() or is_imported(rd.stage_file(STAGE))
 
 
-@contextlib.contextmanager
-def _open(rd: RunDir, cfg: Config, plan: Plan, comm):
-    yield cfg, plan.cooling, injected("GLASSCAM_INJECT_FAULT", STAGE)
+def _context(cfg: Config, plan: Plan, files, comm):
+    return cfg, plan.cooling, injected("GLASSCAM_INJECT_FAULT", STAGE)
 
 
 def _task(ctx, index: int, comm=None) -> dict:
@@ -133,7 +132,9 @@ def _groups(k: int) -> str:
     return f" in groups of {k} per run" if k > 1 else ""
 
 
-def _rows(cfg: Config, plan: Plan) -> dict:
+def rows(cfg: Config, plan: Plan | None = None) -> dict:
+    """The row datasets of prepare.h5 (``plan`` default: the config's)."""
+    plan = plan or _plan(None, cfg)
     N, d, S = cfg.system.n_particles, cfg.sys.dim, len(plan.cooling.sample_steps)
     rows = {"types": RowSpec((N,), "i1", -1), "liquid": RowSpec((N, d), "f8"),
             "glass": RowSpec((N, d), "f8"), "T": RowSpec((S,), "f8"),
@@ -158,11 +159,9 @@ def _globals(cfg: Config, plan: Plan) -> dict:
     return out
 
 
-def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
-    """Rank 0: flag the runs whose U(T) jumps (crystallisation, paper section 2.2 / S6)."""
-    if comm.Get_rank() == 0:
-        add_energy_jumps(path)
-    comm.Barrier()
+def _reduce(path, cfg: Config, plan: Plan) -> None:
+    """Flag the runs whose U(T) jumps (crystallisation, paper section 2.2 / S6)."""
+    add_energy_jumps(path)
 
 
 def add_energy_jumps(path) -> None:
@@ -220,11 +219,28 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
     return out
 
 
+def _cost(cfg: Config, cal, profile) -> Cost:
+    """Per run: the measured LAMMPS set-up, equilibration at T_high and the ramp to T_G
+    integrated over the seconds per step measured at temperatures along it."""
+    from glasscam_mpi.store import file_bytes
+
+    p, md, N, d = cfg.prepare, cal.md, cfg.system.n_particles, cfg.sys.dim
+    cooling = plan_of(cfg)
+    task_s = (md.setup_seconds + md.per_step(p.T_high) * cooling.n_equilibrate
+              + md.ramp_seconds(p.T_high, cfg.T_glass, cooling.n_total))
+    return Cost(p.n_runs, task_s, file_bytes(rows(cfg), p.n_runs),
+                md.memory_bytes + 2 * N * d * 8,
+                f"measured: LAMMPS set-up {md.setup_seconds:.3g} s and steps/s "
+                f"({p.lammps_style} styles) at {len(md.temperatures)} temperatures; "
+                f"{cooling.n_equilibrate} + {cooling.n_total} steps per run integrated over "
+                "the ramp", ranks_per_task=p.ranks_per_task)
+
+
 stage = FarmStage(
-    name=STAGE, help=HELP, description=DESCRIPTION, unit="runs", plan=_plan, task=_task,
-    rows=_rows, attrs=_attrs, globals_=_globals, open=_open, banner=_banner,
-    reduce=_reduce, headline=_headline, failures=(MDError,),
-    ranks_per_task=lambda cfg: cfg.prepare.ranks_per_task)
+    STAGE, About(HELP, DESCRIPTION), Flow(runs=Runs("cpu", continues=True), cost=_cost),
+    Tasks("runs", _plan, _task, context=_context, banner=_banner, failures=(MDError,),
+          ranks_per_task=lambda cfg: cfg.prepare.ranks_per_task),
+    Output(rows, _attrs, _globals, reduce=_reduce, headline=_headline))
 
 
 def estimate_t_star_of(fh_path, cfg: Config):

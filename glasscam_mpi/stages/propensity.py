@@ -45,7 +45,6 @@ Output ``RUN_DIR/propensity.h5`` (besides the common datasets of glasscam_mpi.st
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,12 +55,12 @@ from glasscam_mpi.analysis.voronoi import voronoi_neighbors
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.md.engine import MDError
 from glasscam_mpi.md.replica import log_times, run_replica
-from glasscam_mpi.parallel import Outcome, bcast_from_root, injected, lammps_seeds, task_rng
+from glasscam_mpi.parallel import injected, lammps_seeds, task_rng
 from glasscam_mpi.rundir import RunDir
+from glasscam_mpi.stages.declare import About, Cost, Flow, Input, Output, Rounds, Runs, Tasks
 from glasscam_mpi.stages.engine import FarmStage
 from glasscam_mpi.stages.prepare import estimate_t_star_of
-from glasscam_mpi.store import RowSpec, ShardStore
-from glasscam_mpi.walltime import stopping
+from glasscam_mpi.store import RowSpec
 
 STAGE = "propensity"
 HELP = "isoconfigurational replica ensembles in LAMMPS -> dynamic propensity"
@@ -135,17 +134,15 @@ class Plan:
         return int(np.prod(self.shape))
 
 
-def _plan(rd: RunDir, cfg: Config) -> Plan:
-    import h5py
-
+def _plan(rd: RunDir, cfg: Config, inputs) -> Plan:
     q = cfg.propensity
-    ok_test = rd.ok_test_runs()
+    ok_test = inputs.ok_test_runs
     if len(ok_test) < q.n_configs:
         raise ConfigError(f"[propensity].n_configs = {q.n_configs}: only {len(ok_test)} ok "
                           "test runs in prepare.h5")
     configs = ok_test[:q.n_configs]
-    with h5py.File(rd.stage_file("prepare"), "r") as fh:
-        glass, types, box = fh["glass"][np.sort(configs)], fh["types"][np.sort(configs)], fh["box"][:]
+    fh = inputs.files["prepare"]
+    glass, types, box = fh["glass"][np.sort(configs)], fh["types"][np.sort(configs)], fh["box"][:]
     temps = np.array(q.temperatures, dtype=float)
     T_star, source, estimate = t_star_of(cfg, rd)
     if q.temperature_unit == "T_star":
@@ -169,39 +166,19 @@ def _seed(cfg: Config, plan: Plan, c: int, k: int, s: int) -> int:
                                  int(plan.configs[c]), k, s), 1)[0]
 
 
-class _Rounds:
-    """Where the segments of the replicas live: one shard folder per round, plus the
-    LAMMPS restart files a replica continues from (removed when the stage is written)."""
-
-    def __init__(self, rd: RunDir):
-        self.root = rd.path / "shards" / STAGE / "rounds"
-
-    def shards(self, r: int) -> ShardStore:
-        return ShardStore(self.root / f"r{r}")
-
-    def state(self, index: int, r: int):
-        return self.root / "state" / f"{index:07d}.r{r}.restart"
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def run_segment(cfg: Config, plan: Plan, index: int, r: int, cage, rounds: _Rounds,
+def run_segment(cfg: Config, plan: Plan, index: int, r: int, cage, carry,
                 inject_fault: bool = False, comm=None) -> dict:
     """Segment ``r`` of replica ``index``: its cage-relative displacements at the segment's
-    records (and, for r = 0, the drawn velocities' temperature and momentum)."""
+    records (and, for r = 0, the drawn velocities' temperature and momentum). ``carry``
+    (:class:`~glasscam_mpi.stages.declare.Carry`): the LAMMPS restart file of the previous
+    segment, and where to write this one's."""
     c, k, s = (int(v) for v in np.unravel_index(index, plan.shape))
     x0 = plan.glass[c]
-    last = r == len(plan.segments) - 1
-    state_out = None if last else rounds.state(index, r)
-    if state_out is not None:
-        state_out.parent.mkdir(parents=True, exist_ok=True)
     res = run_replica(cfg.sys, x0, plan.types[c], plan.box, T=float(plan.temps[k]),
                       seed=_seed(cfg, plan, c, k, s), timestep=cfg.prepare.timestep,
                       steps=plan.steps[list(plan.segments[r])], ensemble=cfg.propensity.ensemble,
                       tdamp_steps=cfg.prepare.tdamp_steps,
-                      restart_from=rounds.state(index, r - 1) if r else None,
-                      restart_to=state_out, inject_fault=inject_fault, comm=comm,
+                      restart_from=carry.load, restart_to=carry.save, inject_fault=inject_fault, comm=comm,
                       style=cfg.propensity.lammps_style)
     out = {"cage_displacement": cage_relative_displacement(res.positions - x0, *cage)
            .astype(np.float32)}
@@ -210,106 +187,86 @@ def run_segment(cfg: Config, plan: Plan, index: int, r: int, cage, rounds: _Roun
     return out
 
 
-def _ensemble_delta(plan: Plan, rounds: _Rounds, r: int, c: int, k: int) -> float:
-    """delta at the end of round r of ensemble (c, k): mean over its ok replicas."""
-    store = rounds.shards(r)
-    found = store.scan()
-    lo = (c * plan.shape[1] + k) * plan.shape[2]
-    last = [store.read(i, True)["cage_displacement"][-1].mean()
-            for i in range(lo, lo + plan.shape[2]) if found.get(i)]
-    return float(np.mean(last)) if last else float("nan")
+def _context(cfg: Config, plan: Plan, files, comm):
+    # the cage of each configuration (its Voronoi neighbours at t = 0), found once per rank;
+    # GLASSCAM_INJECT_FAULT: test hook, real LAMMPS failures (in the first round)
+    return cfg, plan, {}, injected("GLASSCAM_INJECT_FAULT", STAGE)
 
 
-def _farm(stage: FarmStage, comm, rd: RunDir, cfg: Config, plan: Plan, todo: list[int],
-          progress_every: float) -> list[Outcome]:
-    """Run the rounds of every replica in ``todo``, stopping ensembles as they finish, and
-    write each finished replica's shard (all its segments, NaN after the stop)."""
+def _segment(ctx, index: int, r: int, carry, comm=None) -> dict:
+    cfg, plan, cages, faults = ctx
+    c = index // (plan.shape[1] * plan.shape[2])
+    if c not in cages:
+        cages[c] = voronoi_neighbors(plan.box, plan.glass[c])
+    return run_segment(cfg, plan, index, r, cages[c], carry,
+                       inject_fault=index in faults and r == 0, comm=comm)
+
+
+def _stop_rule(cfg: Config, plan: Plan):
+    """An ensemble stops once its delta (mean over its ok replicas and particles) at the
+    round's end reaches stop_factor * max(delta_targets); no ok replica left stops it too."""
     q = cfg.propensity
-    rounds = _Rounds(rd)
     threshold = q.stop_factor * max(q.delta_targets)
-    n_rounds = len(plan.segments)
-    n_ens = plan.shape[0] * plan.shape[1]
-    cages: dict[int, tuple] = {}
+    if not threshold > 0:
+        return None
 
-    def cage_of(c: int):
-        if c not in cages:
-            cages[c] = voronoi_neighbors(plan.box, plan.glass[c])
-        return cages[c]
-
-    if comm.Get_rank() == 0:
-        print(f"propensity: {plan.shape[0]} config(s) x T = {np.round(plan.temps, 4).tolist()} "
-              f"({t_star_words(plan)}) x {q.n_replicas} replicas: "
-              f"{len(todo)} tasks to do on {comm.Get_size()} rank(s)"
-              f"{f' in groups of {q.ranks_per_task} per replica' if q.ranks_per_task > 1 else ''}"
-              f", in {n_rounds} round(s) "
-              f"up to t = {plan.steps[-1] * cfg.prepare.timestep:g}", flush=True)
-
-    faults = injected("GLASSCAM_INJECT_FAULT", STAGE)  # test hook: real LAMMPS failures
-    stopped = np.zeros(n_ens, dtype=bool)
-    for r in range(n_rounds):
-        store = rounds.shards(r)
-
-        def pending_now():
-            store.clean_partial()
-            found = store.scan()
-            failed_before = set()
-            for rr in range(r):
-                failed_before |= {i for i, ok in rounds.shards(rr).scan().items() if not ok}
-            return [i for i in todo if not stopped[i // plan.shape[2]]
-                    and i not in found and i not in failed_before]
-
-        work = bcast_from_root(comm, pending_now)
-        stage.run_tasks(comm, work, lambda i, group=None: run_segment(
-            cfg, plan, i, r, cage_of(i // (plan.shape[1] * plan.shape[2])), rounds,
-            inject_fault=i in faults and r == 0, comm=group),
-            store, f"{STAGE} {cfg.system.name} round {r + 1}/{n_rounds}", progress_every,
-            ranks_per_task=q.ranks_per_task)
-        if bcast_from_root(comm, stopping):
-            return []  # walltime warning: a round half done decides and merges nothing
-        if threshold > 0 and r < n_rounds - 1:
-            def decide():
-                out = stopped.copy()
-                for e in np.flatnonzero(~out):
-                    d = _ensemble_delta(plan, rounds, r, *divmod(int(e), plan.shape[1]))
-                    out[e] = not (d < threshold)  # NaN (no ok replica left) stops too
-                return out
-            stopped = bcast_from_root(comm, decide)
-    return bcast_from_root(comm, lambda: _merge(plan, rounds, rd.shards(STAGE), todo))
+    def stops(replicas: list[dict]) -> bool:
+        last = [a["cage_displacement"][-1].mean() for a in replicas]
+        d = float(np.mean(last)) if last else float("nan")
+        return not (d < threshold)  # NaN (no ok replica left) stops too
+    return stops
 
 
-def _merge(plan: Plan, rounds: _Rounds, final: ShardStore, todo: list[int]) -> list[Outcome]:
-    """Rank 0: one shard per replica from its segments (NaN where its ensemble stopped)."""
-    n_times, N = len(plan.steps), plan.glass.shape[1]
-    scans = [rounds.shards(r).scan() for r in range(len(plan.segments))]
-    outcomes = []
-    for i in todo:
-        disp = np.full((n_times, N), np.nan, dtype=np.float32)
-        arrays, error = {}, None
-        for r, seg in enumerate(plan.segments):
-            ok = scans[r].get(i)
-            if ok is None:
-                break
-            data = rounds.shards(r).read(i, ok)
-            if not ok:
-                error = f"round {r + 1}: {data['error']}"
-                break
-            disp[list(seg)] = data["cage_displacement"]
-            if r == 0:
-                arrays = {"T0": data["T0"], "momentum0": data["momentum0"]}
-        if error is None and not arrays:
-            raise RuntimeError(f"propensity: replica {i} has no first segment after the farm")
-        if error is not None:
-            final.write(i, error=error)
-        else:
-            final.write(i, {"cage_displacement": disp, **arrays})
-        outcomes.append(Outcome(i, error is None, error or ""))
-    return outcomes
+def _merge(plan: Plan, segments: list[dict]) -> dict:
+    """A replica's row from its segments (NaN after its ensemble stopped)."""
+    disp = np.full((len(plan.steps), plan.glass.shape[1]), np.nan, dtype=np.float32)
+    for seg, data in zip(plan.segments, segments):
+        disp[list(seg)] = data["cage_displacement"]
+    return {"cage_displacement": disp, "T0": segments[0]["T0"],
+            "momentum0": segments[0]["momentum0"]}
 
 
-def _rows(cfg: Config, plan: Plan) -> dict:
+def _banner(cfg: Config, plan: Plan, n_todo: int, size: int) -> str:
+    q = cfg.propensity
+    return (f"propensity: {plan.shape[0]} config(s) x T = {np.round(plan.temps, 4).tolist()} "
+            f"({t_star_words(plan)}) x {q.n_replicas} replicas: "
+            f"{n_todo} tasks to do on {size} rank(s)"
+            f"{f' in groups of {q.ranks_per_task} per replica' if q.ranks_per_task > 1 else ''}"
+            f", in {len(plan.segments)} round(s) "
+            f"up to t = {plan.steps[-1] * cfg.prepare.timestep:g}")
+
+
+def rows(cfg: Config, plan: Plan | None = None) -> dict:
+    """The row datasets of propensity.h5 (``plan`` default: the config's recording times)."""
     N, d = cfg.system.n_particles, cfg.sys.dim
-    return {"cage_displacement": RowSpec((len(plan.steps), N), "f4"), "T0": RowSpec((), "f8"),
+    steps = plan.steps if plan is not None else log_times(cfg.prepare.timestep,
+                                                          cfg.propensity.t_max,
+                                                          cfg.propensity.n_times)
+    return {"cage_displacement": RowSpec((len(steps), N), "f4"), "T0": RowSpec((), "f8"),
             "momentum0": RowSpec((d,), "f8")}
+
+
+def _cost(cfg: Config, cal, profile) -> Cost:
+    """Every replica to t_max at the steps/s measured at its temperature (the stop rule
+    ends ensembles early: an upper bound), plus a fresh LAMMPS instance per segment."""
+    from glasscam_mpi.md.calibrate import replica_temperatures
+    from glasscam_mpi.store import file_bytes
+
+    p, q, md = cfg.prepare, cfg.propensity, cal.md_propensity
+    N, d = cfg.system.n_particles, cfg.sys.dim
+    temps, note = replica_temperatures(cfg)
+    steps = log_times(p.timestep, q.t_max, q.n_times)
+    per_T = [md.instance_seconds * q.rounds + float(md.per_step(T)) * int(steps[-1])
+             for T in temps]
+    n = q.n_configs * q.n_replicas * len(temps)
+    merged = q.n_configs * len(temps) * (len(steps) * (N * 4 + 8)
+                                         + len(q.delta_targets) * (N * 4 + 8))
+    return Cost(n, float(np.mean(per_T)), file_bytes(rows(cfg), n) + merged,
+                cal.md.memory_bytes + len(steps) * N * d * 8 * 2,
+                f"measured steps/s ({q.lammps_style} styles) at the replica temperatures "
+                f"{', '.join(f'{T:.3g}' for T in temps)}{note}; {int(steps[-1])} steps per "
+                f"replica (t_max, no early stop: an upper bound while stop_factor = "
+                f"{q.stop_factor:g})", ranks_per_task=q.ranks_per_task)
 
 
 def _attrs(cfg: Config, plan: Plan) -> dict:
@@ -329,11 +286,8 @@ def _globals(cfg: Config, plan: Plan) -> dict:
             "task_replica": s_idx.astype(np.int32)}
 
 
-def _reduce(comm, path, cfg: Config, plan: Plan) -> None:
-    if comm.Get_rank() == 0:
-        add_propensity(path, plan.shape, min_replicas(cfg))
-        _Rounds(RunDir(path.parent)).remove()
-    comm.Barrier()
+def _reduce(path, cfg: Config, plan: Plan) -> None:
+    add_propensity(path, plan.shape, min_replicas(cfg))
 
 
 def add_propensity(path, shape: tuple[int, int, int], min_ok: int = 1) -> None:
@@ -411,6 +365,13 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
 
 
 stage = FarmStage(
-    name=STAGE, help=HELP, description=DESCRIPTION, unit="replicas", plan=_plan, rows=_rows, attrs=_attrs, globals_=_globals, reduce=_reduce,
-    headline=_headline, failures=(MDError,), farm=_farm,
-    ranks_per_task=lambda cfg: cfg.propensity.ranks_per_task)
+    STAGE, About(HELP, DESCRIPTION),
+    Flow(needs=("prepare",), runs=Runs("cpu", continues=True),
+         inputs=(Input("prepare", ok_test_runs=True),), cost=_cost),
+    Tasks("replicas", _plan, context=_context, banner=_banner, failures=(MDError,),
+          ranks_per_task=lambda cfg: cfg.propensity.ranks_per_task,
+          rounds=Rounds(count=lambda plan: len(plan.segments), segment=_segment,
+                        group=lambda plan, i: i // plan.shape[2],
+                        n_groups=lambda plan: plan.shape[0] * plan.shape[1],
+                        stop=_stop_rule, merge=_merge)),
+    Output(rows, _attrs, _globals, reduce=_reduce, headline=_headline))

@@ -14,7 +14,8 @@ import time
 from glasscam_mpi.config import Config
 from glasscam_mpi.parallel import bcast_from_root
 from glasscam_mpi.rundir import RunDir
-from glasscam_mpi.stages.engine import Stage, session
+from glasscam_mpi.stages.declare import About, Cost, Flow, Input
+from glasscam_mpi.stages.engine import Stage
 
 STAGE = "report"
 HELP = "tables and figures of the paper for this run -> report/report.html"
@@ -24,36 +25,27 @@ DESCRIPTION = ("Render the paper's Tables 2-5 and S2 beside the paper's numbers,
                "PNG. Rendered anew every time; needs 'glasscam analyze' first.")
 
 
-def run(comm, run_dir, requested: Config | None, *, retry_failed: bool = False,
-        progress_every: float = 5.0) -> dict:
+def work(comm, rd: RunDir, cfg: Config, ready, *, progress_every: float = 5.0) -> dict:
     """Render the report (every rank calls this; rank 0 does the work)."""
     t0 = time.time()
-    with session(comm, run_dir, STAGE) as rd:
-        def setup() -> Config:
-            rd.lock("glasscam report")
-            cfg = rd.resolve_config(requested)
-            rd.require("analyze")
-            return cfg
 
-        cfg = bcast_from_root(comm, setup)
+    def render() -> dict:
+        from glasscam_mpi.report import render as render_report, report_dir
 
-        def render() -> dict:
-            from glasscam_mpi.report import render as render_report, report_dir
+        got = render_report(rd, cfg)
+        seconds = time.time() - t0
+        if got["warning"]:
+            print(f"report: {got['warning']}", flush=True)
+        for key, why in got["skipped"].items():
+            print(f"report: {key} not drawn: {why}", flush=True)
+        print(f"report: wrote {report_dir(rd) / 'report.html'} ({len(got['figures'])} "
+              f"figures, {sum(f.endswith('.csv') for f in got['files'])} tables; "
+              f"{seconds:.1f} s)", flush=True)
+        rd.write_log(STAGE, {"stage": STAGE, "ranks": comm.Get_size(),
+                             "seconds_total": round(seconds, 3), **got})
+        return got
 
-            got = render_report(rd, cfg)
-            seconds = time.time() - t0
-            if got["warning"]:
-                print(f"report: {got['warning']}", flush=True)
-            for key, why in got["skipped"].items():
-                print(f"report: {key} not drawn: {why}", flush=True)
-            print(f"report: wrote {report_dir(rd) / 'report.html'} ({len(got['figures'])} "
-                  f"figures, {sum(f.endswith('.csv') for f in got['files'])} tables; "
-                  f"{seconds:.1f} s)", flush=True)
-            rd.write_log(STAGE, {"stage": STAGE, "ranks": comm.Get_size(),
-                                 "seconds_total": round(seconds, 3), **got})
-            return got
-
-        got = bcast_from_root(comm, render)
+    got = bcast_from_root(comm, render)
     return {"complete": True, "files": got["files"]}
 
 
@@ -69,4 +61,11 @@ def summarize(rd: RunDir, cfg: Config) -> dict:
     return out
 
 
-stage = Stage(STAGE, HELP, DESCRIPTION, run=run, summarize=summarize)
+def _cost(cfg: Config, cal, profile) -> Cost:
+    return Cost(1, 0.0, 0, cal.md.memory_bytes, "not calibrated (one process reading "
+                "analysis.h5: minutes); counted as 0")
+
+
+stage = Stage(STAGE, About(HELP, DESCRIPTION),
+              Flow(needs=("analyze",), inputs=(Input("analyze"),), cost=_cost),
+              work=work, summarize=summarize)

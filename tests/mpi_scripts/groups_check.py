@@ -11,6 +11,7 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
+from glasscam_mpi.stages.declare import About, Flow, Output, Tasks
 from glasscam_mpi.stages.engine import FarmStage, TaskFailed
 from glasscam_mpi.store import ShardStore
 
@@ -31,7 +32,7 @@ def compute(i, group):
     return {"members": np.array(members, dtype=np.int64)}
 
 
-stage = FarmStage(name="groups", help="", description="", unit="tasks", plan=None, rows=None)
+stage = FarmStage("groups", About("", ""), Flow(), Tasks("tasks", plan=None), Output(rows=None))
 store = ShardStore(shard_dir)
 outcomes = stage.run_tasks(comm, list(range(n_tasks)), compute, store, "groups", 0.0,
                            ranks_per_task=k)

@@ -1,15 +1,19 @@
-"""``glasscam plan`` prices a seed ensemble: training and Grad-CAM k times, the extra
-gradcam.h5 rows, and ``[train].train_runs``; with given (not measured) rates, so the
-arithmetic is exact."""
+"""``glasscam plan``'s costing (:mod:`glasscam_mpi.plan.costing`) with given (not
+measured) rates, so the arithmetic is exact: the schedule of a farm in walltime windows,
+a seed ensemble (training and Grad-CAM k times, the extra gradcam.h5 rows),
+``[train].train_runs``, and the rows in the stages' workflow order."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 
 from glasscam_mpi import plan as plan_mod
 from glasscam_mpi.config import load_config
+from glasscam_mpi.plan import farm_schedule, window_seconds
 from glasscam_mpi.slurm import load_profile
+from glasscam_mpi.stages import STAGES
 
 
 def _plan(**train):
@@ -50,3 +54,31 @@ def test_fewer_training_runs_cost_less_training():
     assert half["train"]["cost"] < full["train"]["cost"]
     _, more = _plan(train_runs=10 * n_train)   # more than there are: all of them
     assert more["train"]["cost"] == pytest.approx(full["train"]["cost"])
+
+
+def test_rows_follow_the_stages_workflow_order_and_gpu_stages_cost_gpu_hours():
+    _, stages = _plan()
+    assert list(stages) == list(STAGES)
+    for name, st in stages.items():
+        gpu = STAGES[name].flow.runs.kind == "gpu"   # generic has 4 GPUs per node
+        assert (st["gpu_hours"] > 0) == gpu and (st["core_hours"] > 0) == (
+            not gpu and name != "report"), name
+    assert stages["report"]["jobs"] == 1 and stages["report"]["wall_hours"] == 0
+
+
+def test_farm_schedule_counts_windows_ranks_per_task_and_refuses_long_tasks():
+    assert window_seconds("24:00:00") == 86400 and window_seconds("1-00:30:00") == 88200
+    # 10 tasks of 100 s on 2 ranks in 250 s windows: 4 per window -> 3 windows, 5 waves
+    wall, windows, warn = farm_schedule(10, 100.0, 2, 1, 250.0, "prepare")
+    assert (wall, windows, warn) == (500.0, 3, [])
+    # 2 ranks per task: 4 ranks run 2 tasks at a time
+    wall, windows, _ = farm_schedule(10, 100.0, 4, 2, 250.0, "prepare")
+    assert (wall, windows) == (500.0, 3)
+    wall, windows, warn = farm_schedule(10, 100.0, 5, 2, 250.0, "prepare")
+    assert windows == 3 and "1 rank(s) idle" in warn[0]
+    wall, windows, warn = farm_schedule(10, 300.0, 2, 1, 250.0, "prepare")
+    assert math.isinf(wall) and windows == 0 and "can never finish" in warn[0]
+    # Slurm's time = 0 is no limit: one window
+    assert farm_schedule(10, 300.0, 2, 1, math.inf, "prepare") == (1500.0, 1, [])
+    # a stage not priced (report): one job, no time
+    assert farm_schedule(1, 0.0, 2, 1, 250.0, "report") == (0.0, 1, [])
