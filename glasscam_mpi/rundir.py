@@ -48,6 +48,19 @@ class RunDir:
     def shards(self, stage: str) -> ShardStore:
         return ShardStore(self.path / "shards" / stage)
 
+    def training_files(self, member: int = 0) -> dict[str, Path]:
+        """The files ``glasscam train`` keeps for network ``member`` of the run's seed
+        ensemble (0: the run's own network, in ``train/``; k: ``train/member-k/``): its
+        folder, ``checkpoint.pt``, ``best.pt``, ``history.json`` and ``curves.png``."""
+        d = self.path / "train" if member == 0 else self.path / "train" / f"member-{member}"
+        return {"dir": d, "checkpoint": d / "checkpoint.pt", "best": d / "best.pt",
+                "history": d / "history.json", "curves": d / "curves.png"}
+
+    def model_paths(self, ensemble: int) -> list[Path]:
+        """The best model of every member of a seed ensemble of ``ensemble`` networks
+        (member 0 first): what Grad-CAM explains."""
+        return [self.training_files(m)["best"] for m in range(ensemble)]
+
     def log_path(self, stage: str) -> Path:
         return self.path / "logs" / f"{stage}.json"
 

@@ -349,3 +349,16 @@ def cooling_curves(path) -> tuple[np.ndarray, np.ndarray]:
         U = fh["pe"][:][ok].mean(axis=0)
         T = fh["T"][:][ok].mean(axis=0)
     return T, U
+
+
+def estimate_t_star_of(fh_path, cfg=None):
+    """T* (METHOD.md section 6) from the run-averaged cooling curves U(T) in prepare.h5
+    (:func:`cooling_curves`; ``cfg`` is not needed and kept for the callers' signature).
+
+    The measured temperature is used, not the thermostat target: at fast cooling the
+    system lags the target. Every point of the ramp enters: the estimator itself narrows
+    the liquid branch to a window of about 2 T* (analysis/tstar.py documents its bias).
+    """
+    from glasscam_mpi.analysis.tstar import estimate_t_star
+
+    return estimate_t_star(*cooling_curves(fh_path))

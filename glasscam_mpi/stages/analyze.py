@@ -385,8 +385,8 @@ def _headline(fh, cfg: Config, rd: RunDir) -> dict:
 def _cost(cfg: Config, cal, profile) -> Cost:
     """The stage's own task functions timed on the calibration's glass (stand-in fields:
     the cost does not depend on their values)."""
+    from glasscam_mpi.analysis import tong_tanaka, voronoi_volumes
     from glasscam_mpi.md.replica import log_times
-    from glasscam_mpi.stages.indicators import indicator_fields
     from glasscam_mpi.store import file_bytes
 
     q, g = cfg.propensity, cal.md.glass
@@ -398,7 +398,7 @@ def _cost(cfg: Config, cal, profile) -> Cost:
                      n_layers=n_layers, config_rows=np.zeros(n_c, np.int64), n_times=n_times,
                      n_targets=len(q.delta_targets), reportable=np.ones((n_c, n_T), np.int8),
                      n_replicas=0)
-    volume, theta = indicator_fields(cfg, box, x, types)
+    volume, theta = voronoi_volumes(box, x), tong_tanaka(box, x, types, cfg.sys.radii())
     F = np.stack([volume, volume, theta], axis=1)  # Gamma's stand-in: the volume field
     layers = np.repeat(volume[:, None], n_layers, axis=1)
     D = np.outer(np.geomspace(0.01, 3.0, n_times), volume)

@@ -115,9 +115,7 @@ def member_paths(cfg: Config, rd: RunDir) -> list[Path]:
                               f"[train].ensemble = {cfg.train.ensemble}: leave [gradcam].model "
                               "empty to explain with the run's ensemble, or set ensemble = 1")
         return [Path(cfg.gradcam.model)]
-    from glasscam_mpi.stages.train import model_paths
-
-    return model_paths(rd.path, cfg)
+    return rd.model_paths(cfg.train.ensemble)
 
 
 def _context(cfg: Config, plan: Plan, files, comm):

@@ -39,7 +39,7 @@ from glasscam_mpi.parallel import injected, lammps_seeds, task_rng
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.declare import About, Cost, Flow, Output, Runs, Tasks
 from glasscam_mpi.stages.engine import FarmStage
-from glasscam_mpi.store import RowSpec, cooling_curves
+from glasscam_mpi.store import RowSpec, estimate_t_star_of  # noqa: F401 (prepare.estimate_t_star_of)
 
 STAGE = "prepare"
 HELP = "cooling runs in LAMMPS -> liquid and glass samples"
@@ -241,18 +241,6 @@ stage = FarmStage(
     Tasks("runs", _plan, _task, context=_context, banner=_banner, failures=(MDError,),
           ranks_per_task=lambda cfg: cfg.prepare.ranks_per_task),
     Output(rows, _attrs, _globals, reduce=_reduce, headline=_headline))
-
-
-def estimate_t_star_of(fh_path, cfg: Config):
-    """T* (METHOD.md section 6) from the run-averaged cooling curves U(T) in prepare.h5.
-
-    The measured temperature is used, not the thermostat target: at fast cooling the
-    system lags the target. Every point of the ramp enters: the estimator itself narrows
-    the liquid branch to a window of about 2 T* (analysis/tstar.py documents its bias).
-    """
-    from glasscam_mpi.analysis.tstar import estimate_t_star
-
-    return estimate_t_star(*cooling_curves(fh_path))
 
 
 def _r(x: float) -> float:

@@ -59,8 +59,7 @@ from glasscam_mpi.parallel import injected, lammps_seeds, task_rng
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.declare import About, Cost, Flow, Input, Output, Rounds, Runs, Tasks
 from glasscam_mpi.stages.engine import FarmStage
-from glasscam_mpi.stages.prepare import estimate_t_star_of
-from glasscam_mpi.store import RowSpec
+from glasscam_mpi.store import RowSpec, estimate_t_star_of
 
 STAGE = "propensity"
 HELP = "isoconfigurational replica ensembles in LAMMPS -> dynamic propensity"

@@ -71,15 +71,12 @@ DESCRIPTION = ("Train the CNN of the paper (section 3.1) on gridded liquid and g
 
 
 def _files(rd: RunDir, member: int = 0) -> dict[str, Path]:
-    d = rd.path / STAGE if member == 0 else rd.path / STAGE / f"member-{member}"
-    return {"dir": d, "checkpoint": d / "checkpoint.pt", "best": d / "best.pt",
-            "history": d / "history.json", "curves": d / "curves.png"}
+    return rd.training_files(member)  # the layout lives in RunDir (gradcam reads it too)
 
 
 def model_paths(run_dir: Path | str, cfg: Config) -> list[Path]:
     """The best model of every member of the run's ensemble (member 0 first)."""
-    rd = RunDir(run_dir)
-    return [_files(rd, m)["best"] for m in range(cfg.train.ensemble)]
+    return RunDir(run_dir).model_paths(cfg.train.ensemble)
 
 
 def _save(obj, path: Path) -> None:
