@@ -170,6 +170,20 @@ def start_glasscam(args: list[str], n: int) -> subprocess.Popen:
                             text=True, start_new_session=True)
 
 
+def given_rates(cfg):
+    """(MDRates, LearnRates) given, not measured, for ``glasscam plan``'s arithmetic: a
+    random 200-particle stand-in glass of ``cfg``'s system and round rates."""
+    from glasscam_mpi import plan as plan_mod
+
+    L = cfg.sys.box_length(200)
+    rng = np.random.default_rng(1)
+    glass = {"box": np.full(2, L), "positions": rng.uniform(0, L, (200, 2)),
+             "types": np.repeat(np.arange(2, dtype=np.int8), cfg.sys.counts(200))}
+    md = plan_mod.MDRates([0.05, 4.0], [1e-4, 2e-4], [100, 100], 1.0, 0.1, 10**8, glass)
+    learn = plan_mod.LearnRates("cpu", 100.0, 300.0, 1000.0, 50.0, "given")
+    return md, learn
+
+
 def _processes_naming(text: str) -> list[int]:
     """PIDs whose command line contains ``text`` (Linux /proc), this process excluded."""
     pids = []

@@ -156,19 +156,15 @@ def test_ranks_per_task_shortens_the_wall_time_not_the_core_hours():
     """A LAMMPS task on k ranks: k times fewer tasks at a time, each k times shorter (perfect
     scaling assumed and said), the same core-hours. The rates are given, not measured, so
     the arithmetic is exact; ``ranks_per_task`` is set on the section as the key will be."""
-    import numpy as np
 
     from glasscam_mpi import plan as plan_mod
     from glasscam_mpi.config import load_config
     from glasscam_mpi.slurm import load_profile
 
+    from conftest import given_rates
+
     cfg = load_config(preset="demo")
-    L = cfg.sys.box_length(200)
-    rng = np.random.default_rng(1)
-    glass = {"box": np.full(2, L), "positions": rng.uniform(0, L, (200, 2)),
-             "types": np.repeat(np.arange(2, dtype=np.int8), cfg.sys.counts(200))}
-    md = plan_mod.MDRates([0.05, 4.0], [1e-4, 2e-4], [100, 100], 1.0, 0.1, 10**8, glass)
-    learn = plan_mod.LearnRates("cpu", 100.0, 300.0, 1000.0, 50.0, "given")
+    md, learn = given_rates(cfg)
     profile = load_profile("generic")
     one = plan_mod.make_plan(cfg, profile, md, learn)["stages"]["prepare"]
     object.__setattr__(cfg.prepare, "ranks_per_task", 4)

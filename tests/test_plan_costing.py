@@ -6,9 +6,9 @@ a seed ensemble (training and Grad-CAM k times, the extra gradcam.h5 rows),
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 
+from conftest import given_rates
 from glasscam_mpi import plan as plan_mod
 from glasscam_mpi.config import load_config
 from glasscam_mpi.plan import farm_schedule, window_seconds
@@ -19,12 +19,7 @@ from glasscam_mpi.stages import STAGES
 def _plan(**train):
     cfg = load_config(preset="demo")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
-    L = cfg.sys.box_length(200)
-    rng = np.random.default_rng(1)
-    glass = {"box": np.full(2, L), "positions": rng.uniform(0, L, (200, 2)),
-             "types": np.repeat(np.arange(2, dtype=np.int8), cfg.sys.counts(200))}
-    md = plan_mod.MDRates([0.05, 4.0], [1e-4, 2e-4], [100, 100], 1.0, 0.1, 10**8, glass)
-    learn = plan_mod.LearnRates("cpu", 100.0, 300.0, 1000.0, 50.0, "given")
+    md, learn = given_rates(cfg)
     stages = plan_mod.make_plan(cfg, load_profile("generic"), md, learn)["stages"]
     for st in stages.values():  # the generic profile trains on GPUs: core- or GPU-hours
         st["cost"] = st["core_hours"] + st["gpu_hours"]

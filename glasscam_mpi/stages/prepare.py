@@ -97,7 +97,7 @@ class Plan:
 
 
 def _plan(rd: RunDir, cfg: Config, inputs=None) -> Plan:
-    if imported(rd):  # glasscam import wrote prepare.h5: no cooling run to do
+    if rd is not None and imported(rd):  # glasscam import wrote prepare.h5: nothing to run
         if not rd.intact(STAGE):
             raise ConfigError(f"{rd.stage_file(STAGE)} (imported) is missing or damaged; "
                               "rerun 'glasscam import' into a new --run-dir")
