@@ -114,6 +114,14 @@ def _stage_info(fh) -> dict:
             "schema_version": int(fh.attrs.get("schema_version", 1))}
 
 
+def ok_test_runs(rd: RunDir) -> np.ndarray:
+    """(n,) int64 indices in prepare.h5 of the test runs that succeeded."""
+    import h5py
+
+    with h5py.File(rd.require("prepare"), "r") as fh:
+        return np.flatnonzero((fh["status"][:] == 1) & (fh["split"][:] == 2)).astype(np.int64)
+
+
 def collect(run_dir, xis=(), replicas: bool = False, runs=None) -> Export:
     """Read the run directory's stage files into frames (rank 0 only); ``runs``: only
     these test runs (prepare.h5 indices; default every ok test run)."""
@@ -127,7 +135,7 @@ def collect(run_dir, xis=(), replicas: bool = False, runs=None) -> Export:
     if not rd.config_path.exists():
         raise ConfigError(f"{run_dir} is not a run directory (no config.toml)")
     cfg = rd.saved_config()
-    ok_runs = rd.ok_test_runs()
+    ok_runs = ok_test_runs(rd)
     runs = ok_runs if runs is None else [r for r in ok_runs if r in set(runs)]
     if len(runs) == 0:
         raise ConfigError(f"{rd.stage_file('prepare')} has no ok test runs: nothing to export")

@@ -23,11 +23,11 @@ def render_glass(run_dir, png: Path, run: int | None = None, size=(500, 500)) ->
     from ovito.modifiers import ColorCodingModifier, ComputePropertyModifier
     from ovito.vis import TachyonRenderer, Viewport
 
-    from glasscam_mpi.export import collect, write_extxyz
+    from glasscam_mpi.export import collect, ok_test_runs, write_extxyz
     from glasscam_mpi.rundir import RunDir
 
     if run is None:
-        run = int(RunDir(run_dir).ok_test_runs()[0])
+        run = int(ok_test_runs(RunDir(run_dir))[0])
     ex = collect(run_dir, runs=[run])
     ex.frames = [f for f in ex.frames if f.sample == "glass"]
     with tempfile.TemporaryDirectory() as tmp:
