@@ -123,6 +123,9 @@ STAGE_DIMS: dict[str, dict[str, tuple[str, ...]]] = {
         "energy_jump": ("run",), "energy_jump_T": ("run",),
         "snapshots": ("run", "snapshot", "particle", "axis"),
         "snapshot_T": ("snapshot",), "snapshot_step": ("snapshot",),
+        # an imported prepare.h5 (glasscam import): where each configuration came from
+        "source_path": ("run",), "source_format": ("run",), "source_frame": ("run",),
+        "source_sha256": ("run",),
     },
     "train": {
         "epoch": ("epoch",), "seconds": ("epoch",), "train_seconds": ("epoch",),

@@ -213,7 +213,7 @@ def label(path: Path | str, stage: str) -> None:
         return
     unnamed = label_file(path, stage)
     if unnamed:
-        warnings.warn(f"{Path(path).name}: axes without a declared name in glasscam_mpi.dims: "
+        warnings.warn(f"{Path(path).name.removesuffix('.partial')}: axes without a declared name in glasscam_mpi.dims: "
                       f"{', '.join(unnamed)}", stacklevel=2)
 
 

@@ -157,7 +157,9 @@ def test_undeclared_dataset_is_reported_and_wrong_length_refused(tmp_path):
     path = tmp_path / "a" / "indicators.h5"
     with h5py.File(path, "a") as fh:
         fh["mystery"] = np.zeros((2, 3))
-    with pytest.warns(UserWarning, match=r"mystery\[0\], mystery\[1\]"):
+    with pytest.warns(UserWarning, match=r"mystery\[0\], mystery\[1\]"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("always")  # pyproject makes this warning an error elsewhere
         label(path, "indicators")
     with h5py.File(path, "r") as fh:
         assert fh["volume"].dims[2].label == "particle" and fh["particle"].shape == (4,)
@@ -171,3 +173,4 @@ def test_undeclared_dataset_is_reported_and_wrong_length_refused(tmp_path):
         fh["box"] = np.ones(4)  # a 4-D box: the 'axis' labels have three names at most
     with pytest.raises(ValueError, match="'axis' axis has 4 entries"):
         label_file(bad / "indicators.h5", "prepare")
+
