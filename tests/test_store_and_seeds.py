@@ -33,7 +33,7 @@ def test_stage_file_rows_fill_and_rename(tmp_path):
     with h5py.File(path) as fh:
         assert list(fh["status"][:]) == [1, 2, 1] and fh["error"][1] == b"boom"
         assert np.isnan(fh["x"][1]).all() and fh["x"][2].tolist() == [5.0, 6.0]
-        assert fh.attrs["stage"] == "t" and fh.attrs["schema_version"] == SCHEMA_VERSION == 2
+        assert fh.attrs["stage"] == "t" and fh.attrs["schema_version"] == SCHEMA_VERSION == 3
 
 
 def test_task_streams_depend_on_the_task_only():

@@ -33,7 +33,7 @@ from glasscam_mpi.parallel import (Outcome, Progress, TaskFarm, TaskGroups, bcas
                                    injected)
 from glasscam_mpi.rundir import RunDir
 from glasscam_mpi.stages.declare import About, Flow, Output, Tasks
-from glasscam_mpi.store import check_schema, write_stage_file
+from glasscam_mpi.store import check_schema, label, write_stage_file
 from glasscam_mpi.walltime import NotFinished, stopping
 
 
@@ -236,6 +236,7 @@ class FarmStage:
             if rank == 0:  # reduce on root; the other ranks wait at the barrier
                 if self.output.reduce is not None:
                     self.output.reduce(path, cfg, plan)
+                    label(path, self.name)  # name the axes of what the reduce added
                 if self.tasks.rounds is not None:
                     from glasscam_mpi.stages.rounds import RoundFiles
 
