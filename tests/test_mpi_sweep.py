@@ -245,11 +245,13 @@ def test_single_rank_sub_runs_pick_the_gpu_of_their_rank_on_the_node():
             "from glasscam_mpi.learn.distributed import local_rank, use_job_local_rank\n"
             "before = local_rank(MPI.COMM_SELF)\n"
             "use_job_local_rank(MPI.COMM_WORLD)\n"
-            "print(MPI.COMM_WORLD.Get_rank(), before, local_rank(MPI.COMM_SELF), flush=True)\n")
+            "row = (MPI.COMM_WORLD.Get_rank(), before, local_rank(MPI.COMM_SELF))\n"
+            "rows = MPI.COMM_WORLD.gather(row, root=0)\n"  # one print: ranks' lines can mix
+            "if MPI.COMM_WORLD.Get_rank() == 0:\n"
+            "    print(sorted(rows), flush=True)\n")
     out = subprocess.run([*mpiexec(3), sys.executable, "-c", code], capture_output=True,
                          text=True, timeout=120, cwd=ROOT, check=True).stdout
-    got = sorted(tuple(int(v) for v in line.split()) for line in out.splitlines())
-    assert got == [(0, 0, 0), (1, 0, 1), (2, 0, 2)]
+    assert out.strip() == str([(0, 0, 0), (1, 0, 1), (2, 0, 2)])
 
 
 def test_info_shows_the_sweep_and_submit_writes_its_job_script(swept):
