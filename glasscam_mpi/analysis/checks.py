@@ -22,6 +22,14 @@ def as_box(box) -> np.ndarray:
     return arr
 
 
+def require_finite(arr: np.ndarray, name: str, hint: str = "") -> None:
+    """Refuse an array with NaN or infinite entries, saying how many (and ``hint``: what
+    to do about them)."""
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(arr)))} non-finite "
+                         f"value(s){hint}")
+
+
 def as_positions(positions, box: np.ndarray, name: str = "positions") -> np.ndarray:
     """(N, d) float64 positions, finite, d matching ``box``, at least one particle."""
     arr = np.asarray(positions)
@@ -32,9 +40,7 @@ def as_positions(positions, box: np.ndarray, name: str = "positions") -> np.ndar
     if arr.ndim != 2 or arr.shape[1] != d or arr.shape[0] < 1:
         raise ValueError(f"{name} must have shape (N, {d}) with N >= 1 to match the "
                          f"{d}D box; got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(arr)))} non-finite "
-                         f"value(s)")
+    require_finite(arr, name)
     return arr
 
 
@@ -55,9 +61,7 @@ def as_field(values, n: int, name: str = "values", allow_2d: bool = True) -> np.
         allowed = f"({n},) or ({n}, k)" if allow_2d else f"({n},)"
         raise ValueError(f"{name} must have shape {allowed} (one value per particle); "
                          f"got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(arr)))} non-finite "
-                         f"value(s)")
+    require_finite(arr, name)
     return arr
 
 

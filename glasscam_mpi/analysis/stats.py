@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
+from glasscam_mpi.analysis.checks import require_finite
+
 
 def _columns(values, name: str, n: int | None = None) -> np.ndarray:
     """(N, k) finite float64 copy of an (N,) or (N, k) array, N >= 2."""
@@ -35,9 +37,7 @@ def _columns(values, name: str, n: int | None = None) -> np.ndarray:
     if n is not None and arr.shape[0] != n:
         raise ValueError(f"{name} has {arr.shape[0]} rows but the other argument has {n}; "
                          f"both must hold one value per particle of the same sample")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(arr)))} non-finite "
-                         f"value(s); drop those particles from both fields first")
+    require_finite(arr, name, "; drop those particles from both fields first")
     return arr
 
 
