@@ -125,3 +125,43 @@ def test_grid_on_the_fly_auto_follows_the_memory_that_is_free():
     third = int(free * FIT_FRACTION / 3)
     assert choose_on_the_fly("auto", third, cpu, copies_per_node=1)[0] is False
     assert choose_on_the_fly("auto", third, cpu, copies_per_node=4)[0] is True
+
+
+def _espec(rank: int, size: int, augment_on: bool = True):
+    from glasscam_mpi.learn.loop import EpochSpec
+    from glasscam_mpi.parallel import task_rng
+
+    return EpochSpec(lambda *keys: task_rng(7, "train", *keys), batch_size=8, rank=rank,
+                     size=size, hidden=5, dropout=0.5, augment=augment_on, dim=2, n_grid=6)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_epoch_draws_split_one_global_batch_between_the_ranks(size):
+    """The ranks' dropout masks and augmentations of an epoch, stacked in rank order, are
+    exactly the one-rank draws: the optimisation sees the same batches whatever the rank
+    count (learn/loop.py's contract), and every rank has the same sample order."""
+    from glasscam_mpi.learn.loop import epoch_draws
+
+    dev = torch.device("cpu")
+    perm1, masks1, augs1 = epoch_draws(_espec(0, 1), 3, 40, 5, dev)
+    parts = [epoch_draws(_espec(r, size), 3, 40, 5, dev) for r in range(size)]
+    for perm, _, _ in parts:
+        assert torch.equal(perm, perm1)
+    assert sorted(perm1.tolist()) == list(range(40))
+    assert torch.equal(torch.cat([m for _, m, _ in parts], dim=1), masks1)
+    for k in range(3):
+        assert torch.equal(torch.cat([a[k] for _, _, a in parts], dim=1), augs1[k])
+    # another epoch draws another order and other masks
+    perm2, masks2, _ = epoch_draws(_espec(0, 1), 4, 40, 5, dev)
+    assert not torch.equal(perm2, perm1) and not torch.equal(masks2, masks1)
+    # a dropout of 0.5 keeps about half the units; no augmentation, no draws
+    assert 0.3 < masks1.float().mean().item() < 0.7
+    assert epoch_draws(_espec(0, 1, augment_on=False), 3, 40, 5, dev)[2] is None
+
+
+def test_samples_per_second_counts_the_steps_of_this_jobs_epochs_only():
+    from glasscam_mpi.learn.loop import samples_per_second
+
+    h = {"train_seconds": [100.0, 2.0, 2.0]}   # epoch 0 ran in an earlier (slower) job
+    assert samples_per_second(h, 64, first_epoch=1) == pytest.approx(64 * 2 / 4.0)
+    assert math.isnan(samples_per_second(h, 64, first_epoch=3))

@@ -55,6 +55,8 @@ import numpy as np
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.learn.checkpoint import load_checkpoint  # noqa: F401 (train.load_checkpoint)
+from glasscam_mpi.learn.loop import (EpochSpec, channel_mean_std, eval_feed, evaluate,
+                                     plot_history, samples_per_second)
 from glasscam_mpi.parallel import injected, task_rng
 from glasscam_mpi.reference import TABLE2 as PAPER_TABLE2
 from glasscam_mpi.rundir import RunDir
@@ -171,7 +173,6 @@ class _Job:
                               "mini-batch)")
         self.gspec = grid_spec_of(cfg)
         self.liq = self.t.liquid_snapshot  # the liquid class: T_liquid's, or a snapshot
-        self.local = self.t.batch_size // self.size
         self.amp = self.t.amp and self.device.type == "cuda"
         self.steps_checked = 0
 
@@ -190,7 +191,7 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
     on_the_fly = job.on_the_fly
     pss_mib = par.allreduce_sum(np.array([proportional_set_size()]))[0]  # all ranks, nodes
     history, best, first_epoch, net = _start(job, state_path, model, opt, par, feed)
-    val_feed, val_y = _eval_feed(rd, val, job.rank, job.size, job.gspec, job.device,
+    val_feed, val_y = eval_feed(rd.stage_file("prepare"), val, job.rank, job.size, job.gspec, job.device,
                                  on_the_fly, job.liq)
     n_batches = len(train) // job.t.batch_size
     if job.rank == 0:
@@ -198,9 +199,10 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
     y = _labels_on_device(job, train)
     for epoch in range(first_epoch, job.t.epochs):
         t0 = time.time()
-        sums, t_steps = _epoch(job, net, model, feed, y, len(train), n_batches, epoch, t0)
+        sums = _epoch(job, net, model, feed, y, len(train), n_batches, epoch)
+        t_steps = time.time() - t0  # the optimisation steps alone (no validation, no I/O)
         tr = par.allreduce_sum(sums)
-        va = par.allreduce_sum(_evaluate(net, val_feed, val_y, job.device, job.amp)[0])
+        va = par.allreduce_sum(evaluate(net, val_feed, val_y, job.device, job.amp)[0])
         best = _record_epoch(job, history, best, epoch, tr, va, t0, t_steps, model, par,
                              n_batches)
     feed_where = feed.where
@@ -245,6 +247,9 @@ def _build(job: _Job, train):
     job.meta = dataset_meta(job.cfg, train.box)
     job.mspec = ModelSpec.for_grid(job.gspec, channels=t.channels, kernels=t.kernels,
                                    strides=t.strides, hidden=t.hidden, dropout=t.dropout)
+    job.espec = EpochSpec(lambda *keys: task_rng(job.seed, STAGE, *keys), t.batch_size,
+                          job.rank, job.size, job.mspec.hidden, t.dropout, t.augment,
+                          job.gspec.dim, job.gspec.n_grid, job.amp)
     par = open_backend(t.backend, job.comm, job.device)
     torch.manual_seed(task_rng(job.seed, STAGE, "init").integers(2**62))
     # test hook: GLASSCAM_INJECT_INIT=train:1 gives rank 1 other initial weights, which the
@@ -310,7 +315,7 @@ def _start(job: _Job, state_path, model, opt, par, feed):
         # standardise each input channel with the training set's mean and std (float64
         # sums, the same on every rank): without it the 0.6 +- 0.26 density grids leave the
         # small demo network on a plateau for ~80 epochs instead of ~10
-        model.set_input_normalization(*_channel_mean_std(feed))
+        model.set_input_normalization(*channel_mean_std(feed))
     # wrap first, then load: Horovod's DistributedOptimizer is a new optimizer built from
     # the parameter groups, and would drop an Adam state loaded before it
     job.opt = opt = par.wrap_optimizer(opt, model)
@@ -355,67 +360,33 @@ def _announce(job: _Job, train, val, par, first_epoch, n_batches, feed, grids, o
               f"batches from {feed.where}", flush=True)
 
 
-def _epoch(job: _Job, net, model, feed, y, n_train: int, n_batches: int, epoch: int,
-           t0: float):
-    """One epoch's optimisation steps on this rank: ((loss * n, correct, n) summed here,
-    seconds of the steps)."""
-    import torch
-    import torch.nn.functional as F
-
-    from glasscam_mpi.learn import augment
+def _epoch(job: _Job, net, model, feed, y, n_train: int, n_batches: int, epoch: int):
+    """One epoch's optimisation steps on this rank (:func:`glasscam_mpi.learn.loop.run_epoch`)
+    with the stage's checks between steps: (loss * n, correct, n) summed here."""
     from glasscam_mpi.learn.distributed import parameter_digest
+    from glasscam_mpi.learn.loop import run_epoch
 
-    t, seed, rank, size, local, device = job.t, job.seed, job.rank, job.size, job.local, job.device
-    opt = job.opt
     if epoch in injected("GLASSCAM_INJECT_CRASH", STAGE):
         raise RuntimeError(f"injected crash in train epoch {epoch}")
-    perm = task_rng(seed, STAGE, "epoch", epoch).permutation(n_train)
-    perm = torch.from_numpy(perm).to(device)
-    # this epoch's dropout masks and augmentations, drawn on the host from the seeds of
-    # (epoch, batch) and sent to the device once; this rank's rows of each global batch
-    mine_rows = slice(rank * local, (rank + 1) * local)
-    masks = torch.from_numpy(np.stack([
-        task_rng(seed, STAGE, "dropout", epoch, b).random(
-            (t.batch_size, job.mspec.hidden))[mine_rows] >= t.dropout
-        for b in range(n_batches)])).to(device)
-    if t.augment:
-        augs = [augment.draw(task_rng(seed, STAGE, "augment", epoch, b),
-                             t.batch_size, job.gspec.dim, job.gspec.n_grid)
-                for b in range(n_batches)]
-        augs = augment.Params(*(torch.from_numpy(np.stack([a[k][mine_rows] for a in augs]))
-                                .to(device) for k in range(3)))
     # test hook: GLASSCAM_INJECT_DESYNC=train:E nudges the last rank's parameters after the
     # first step of epoch E, which check_sync must catch
     desync = injected("GLASSCAM_INJECT_DESYNC", STAGE)
-    net.train()
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n
-    for b in range(n_batches):
-        mine = perm[b * t.batch_size + rank * local:b * t.batch_size + (rank + 1) * local]
-        xb = feed.batch(mine)
-        if t.augment:
-            xb = augment.augment_batch(xb, augment.Params(*(v[b] for v in augs)))
-        yb = y.index_select(0, mine)
-        opt.zero_grad()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=job.amp):
-            logits = net(xb, dropout_mask=masks[b])
-            loss = F.cross_entropy(logits.float(), yb)
-        loss.backward()
-        opt.step()
-        if epoch in desync and b == 0 and rank == size - 1:
+
+    def after_step(b: int) -> None:
+        if epoch in desync and b == 0 and job.rank == job.size - 1:
+            import torch
+
             with torch.no_grad():
                 next(model.parameters()).view(-1)[0] += 1e-3
-        with torch.no_grad():  # on the device: no host sync per step
-            sums[0] += loss.detach().double() * local
-            sums[1] += (logits.argmax(1) == yb).sum()
-        if t.check_sync:
+        if job.t.check_sync:
             digests = job.comm.allgather(parameter_digest(model))
             if len(set(digests)) != 1:
                 raise RuntimeError(f"parameters differ between ranks after epoch {epoch} "
                                    f"step {b}: {digests}")
             job.steps_checked += 1
-    sums[2] = n_batches * local
-    sums = sums.cpu().numpy()  # the epoch's one host sync
-    return sums, time.time() - t0  # the optimisation steps alone (no validation, no I/O)
+
+    return run_epoch(job.espec, net, job.opt, feed, y, n_train, n_batches, epoch, job.device,
+                     after_step)
 
 
 def _record_epoch(job: _Job, history, best, epoch, tr, va, t0, t_steps, model, par,
@@ -462,9 +433,9 @@ def _test(job: _Job, model, par):
     test = load_split(job.rd.stage_file("prepare"), "test", positions=False, liquid_T=job.liq)
     best_state = load_checkpoint(job.files["best"])
     model.load_state_dict(best_state["model"])
-    test_feed, test_y = _eval_feed(job.rd, test, job.rank, job.size, job.gspec, job.device,
+    test_feed, test_y = eval_feed(job.rd.stage_file("prepare"), test, job.rank, job.size, job.gspec, job.device,
                                    job.on_the_fly, job.liq)
-    _, pred = _evaluate(model, test_feed, test_y, job.device, job.amp)
+    _, pred = evaluate(model, test_feed, test_y, job.device, job.amp)
     confusion = np.zeros((2, 2))
     np.add.at(confusion, (test_y.cpu().numpy(), pred), 1)
     confusion = par.allreduce_sum(confusion).astype(np.int64)
@@ -478,7 +449,7 @@ def _report(job: _Job, history, acc, par, first_epoch, n_batches, grids, grid_by
             on_the_fly, feed_where, pss_mib, peaks) -> None:
     """Rank 0: the curves, the test accuracy beside the paper's, and logs/train.json."""
     t, cfg, size = job.t, job.cfg, job.size
-    _plot(job.files["curves"], history, cfg.system.name)
+    plot_history(job.files["curves"], history, cfg.system.name)
     paper = PAPER_TABLE2.get(cfg.system.name)
     print("train: test accuracy (the paper's Table 2)\n"
           f"  {'':<16} {'glass':>7} {'liquid':>7}\n"
@@ -493,7 +464,7 @@ def _report(job: _Job, history, acc, par, first_epoch, n_batches, grids, grid_by
                              "seconds_total": time.time() - job.t_start,
                              "epochs_run": t.epochs - first_epoch,
                              "steps_checked": job.steps_checked,
-                             "samples_per_s": _rate(history, n_batches * t.batch_size,
+                             "samples_per_s": samples_per_second(history, n_batches * t.batch_size,
                                                     first_epoch),
                              "grid_mib": grid_bytes / 2**20 if grids else 0.0,
                              "grids_shared": bool(grids and grids.shared),
@@ -501,45 +472,6 @@ def _report(job: _Job, history, acc, par, first_epoch, n_batches, grids, grid_by
                              "pss_mib_all_ranks": pss_mib, **peaks,
                              **({"member": job.member, "seed": job.seed}
                                 if cfg.train.ensemble > 1 else {})})
-
-
-def _channel_mean_std(feed):
-    """Per-channel mean and standard deviation of the feed's (n, C, *grid) samples, summed
-    in float64 chunk by chunk (no float64 copy of the whole set)."""
-    import torch
-
-    s1 = s2 = None
-    count = 0
-    for lo in range(0, feed.n, feed.chunk):
-        index = torch.arange(lo, min(lo + feed.chunk, feed.n), device=feed.device)
-        x = feed.batch(index).double()
-        axes = (0,) + tuple(range(2, x.dim()))
-        s1 = x.sum(dim=axes) if s1 is None else s1 + x.sum(dim=axes)
-        s2 = (x * x).sum(dim=axes) if s2 is None else s2 + (x * x).sum(dim=axes)
-        count += x.numel() // x.shape[1]
-    mean = (s1 / count).cpu()
-    return mean, torch.sqrt(torch.clamp((s2 / count).cpu() - mean * mean, min=0.0))
-
-
-def _eval_feed(rd: RunDir, split, rank: int, size: int, gspec, device, on_the_fly: bool,
-               liquid_T: float = 0.0):
-    """This rank's share (every size-th sample) of a validation or test split, as a feed
-    on the device, and its labels."""
-    import torch
-
-    from glasscam_mpi.learn.data import grid_split
-    from glasscam_mpi.learn.feed import GridFeed, PositionFeed
-
-    from glasscam_mpi.learn.data import load_split
-
-    idx = np.arange(len(split))[rank::size]
-    labels = torch.from_numpy(split.labels[idx]).to(device)
-    if on_the_fly:
-        return PositionFeed(rd.stage_file("prepare"), split.runs[idx], split.labels[idx], gspec,
-                            split.box, device, liquid_T=liquid_T), labels
-    if split.positions is None:
-        split = load_split(rd.stage_file("prepare"), split.name, liquid_T=liquid_T)
-    return GridFeed(torch.from_numpy(grid_split(split, gspec, idx)), device, 256), labels
 
 
 def _peak_memory(par, device) -> dict:
@@ -557,36 +489,6 @@ def _peak_memory(par, device) -> dict:
     dev = par.comm.allreduce(float(dev), op=MPI.MAX)
     return {"peak_host_mib_per_rank": round(float(host), 1),
             "peak_device_mib_per_rank": round(float(dev), 1)}
-
-
-def _rate(history: dict, per_epoch: int, first_epoch: int) -> float:
-    """Training samples per second of the optimisation steps (this job's epochs)."""
-    secs = history["train_seconds"][first_epoch:]
-    return per_epoch * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
-
-
-def _evaluate(model, feed, y, device, amp: bool):
-    """(loss * n, correct, n) and the predictions of a feed's samples, in eval mode; summed
-    on the device, one host copy at the end."""
-    import torch
-    import torch.nn.functional as F
-
-    model.eval()
-    sums = torch.zeros(2, dtype=torch.float64, device=device)
-    preds = []
-    with torch.no_grad():
-        for lo in range(0, feed.n, feed.chunk):
-            index = torch.arange(lo, min(lo + feed.chunk, feed.n), device=device)
-            xb, yb = feed.batch(index), y[lo:lo + feed.chunk]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(xb).float()
-            p = logits.argmax(1)
-            sums += torch.stack([F.cross_entropy(logits, yb, reduction="sum").double(),
-                                 (p == yb).sum().double()])
-            preds.append(p)
-    pred = (torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64))
-    loss, correct = sums.cpu().numpy()
-    return np.array([loss, correct, feed.n], dtype=np.float64), pred
 
 
 def _write_h5(rd, cfg, results: list[dict]):
@@ -624,26 +526,6 @@ def _member_tree(r: dict) -> dict:
                                                       "0 liquid, 1 glass"})
     tree["test_counts"] = np.array([confusion[1].sum(), confusion[0].sum()])
     return tree
-
-
-def _plot(path: Path, history: dict, system: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = np.asarray(history["epoch"]) + 1
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
-    a.plot(ep, history["train_loss"], label="train")
-    a.plot(ep, history["val_loss"], label="validation")
-    a.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{system}: loss")
-    b.plot(ep, history["train_accuracy"], label="train")
-    b.plot(ep, history["val_accuracy"], label="validation")
-    b.set(xlabel="epoch", ylabel="accuracy", title=f"{system}: accuracy", ylim=(0, 1.02))
-    for ax in (a, b):
-        ax.legend()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def summarize(rd: RunDir, cfg: Config) -> dict:
