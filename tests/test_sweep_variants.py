@@ -126,6 +126,26 @@ def test_the_example_variants_file_is_valid_for_the_study_preset():
     assert len(jobs) - len(shared_training(jobs)) == 12
 
 
+def test_the_ten_seed_example_is_valid_for_the_n2000_study():
+    """hpc/sweep-seeds10.example.toml, on the README's N = 2000 study config: ten seeds of
+    the default CNN, and the same trained on 90 of the 160 training runs (one training
+    per sub-run: nothing shared between the two variants)."""
+    from conftest import ROOT
+
+    from glasscam_mpi.sweep import shared_training
+
+    cfg = load_config(path=ROOT / "hpc" / "study-n2000.toml")
+    assert cfg.propensity.n_configs == 4 and cfg.split_counts()[0] == 160
+    variants, seeds = load_variants(ROOT / "hpc" / "sweep-seeds10.example.toml", cfg)
+    assert seeds == 10 and [v.name for v in variants] == ["s222", "s222-r90"]
+    for v in variants:
+        assert [c.train.seed for c in v.configs] == list(range(10))
+        assert {c.train.strides for c in v.configs} == {(2, 2, 2)}
+    assert variants[1].configs[0].train.train_runs == 90 < cfg.split_counts()[0]
+    jobs = [(v, s) for v in variants for s in range(seeds)]
+    assert shared_training(jobs) == {}
+
+
 def test_an_ensemble_made_from_another_number_of_seeds_is_redone(tmp_path):
     """A sweep rerun with more --seeds keeps its seed sub-runs but must not report the old
     ensemble (of fewer members) under the new seeds: it is stale, and the sweep redoes it."""
