@@ -191,8 +191,8 @@ def _train(comm, rd: RunDir, cfg: Config, state_path, progress_every: float,
     on_the_fly = job.on_the_fly
     pss_mib = par.allreduce_sum(np.array([proportional_set_size()]))[0]  # all ranks, nodes
     history, best, first_epoch, net = _start(job, state_path, model, opt, par, feed)
-    val_feed, val_y = eval_feed(rd.stage_file("prepare"), val, job.rank, job.size, job.gspec, job.device,
-                                 on_the_fly, job.liq)
+    val_feed, val_y = eval_feed(rd.stage_file("prepare"), val, job.rank, job.size, job.gspec,
+                                job.device, on_the_fly, job.liq)
     n_batches = len(train) // job.t.batch_size
     if job.rank == 0:
         _announce(job, train, val, par, first_epoch, n_batches, feed, grids, on_the_fly, why)
@@ -433,8 +433,8 @@ def _test(job: _Job, model, par):
     test = load_split(job.rd.stage_file("prepare"), "test", positions=False, liquid_T=job.liq)
     best_state = load_checkpoint(job.files["best"])
     model.load_state_dict(best_state["model"])
-    test_feed, test_y = eval_feed(job.rd.stage_file("prepare"), test, job.rank, job.size, job.gspec, job.device,
-                                   job.on_the_fly, job.liq)
+    test_feed, test_y = eval_feed(job.rd.stage_file("prepare"), test, job.rank, job.size,
+                                  job.gspec, job.device, job.on_the_fly, job.liq)
     _, pred = evaluate(model, test_feed, test_y, job.device, job.amp)
     confusion = np.zeros((2, 2))
     np.add.at(confusion, (test_y.cpu().numpy(), pred), 1)
