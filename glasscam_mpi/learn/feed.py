@@ -20,12 +20,14 @@ training device, ``index`` a long tensor on that device:
 
 :func:`choose_on_the_fly` decides ``[train].grid_on_the_fly = "auto"``: on the fly when the
 gridded set would not fit in the device's free memory (GPU) or in the node's available
-memory (CPU), with room to spare.
+memory (CPU), with room to spare. :func:`eval_feed` gives one rank's share of a
+validation or test split as either feed.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -181,3 +183,19 @@ class PositionFeed:
     def where(self) -> str:
         how = "torch, on the device" if self.torch_gridding else "numpy, on the host"
         return f"positions only, each batch gridded on the fly ({how})"
+
+
+def eval_feed(prepare: Path, split, rank: int, size: int, gspec, device, on_the_fly: bool,
+              liquid_T: float = 0.0):
+    """This rank's share (every size-th sample) of a validation or test split of
+    ``prepare`` (prepare.h5), as a feed on the device, and its labels."""
+    from glasscam_mpi.learn.data import grid_split, load_split
+
+    idx = np.arange(len(split))[rank::size]
+    labels = torch.from_numpy(split.labels[idx]).to(device)
+    if on_the_fly:
+        return PositionFeed(prepare, split.runs[idx], split.labels[idx], gspec, split.box,
+                            device, liquid_T=liquid_T), labels
+    if split.positions is None:
+        split = load_split(prepare, split.name, liquid_T=liquid_T)
+    return GridFeed(torch.from_numpy(grid_split(split, gspec, idx)), device, 256), labels

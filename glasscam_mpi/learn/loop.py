@@ -1,6 +1,6 @@
 """The training loop's numerics on one rank: an epoch of optimisation steps, evaluation of a
-feed, the input statistics and the curves (stage ``train`` drives them; its checkpoints,
-backends and files stay there).
+feed, the input statistics and the training rate (stage ``train`` drives them; its
+checkpoints, backends and files, the curves' figure included, stay there).
 
 Determinism (the stage's contract, kept here): the global mini-batch of ``batch_size``
 samples is a permutation drawn from the network's streams for (epoch); each rank takes an
@@ -13,7 +13,6 @@ whatever the rank count. ``EpochSpec.streams(*keys)`` names those streams: the s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -136,48 +135,8 @@ def channel_mean_std(feed):
     return mean, torch.sqrt(torch.clamp((s2 / count).cpu() - mean * mean, min=0.0))
 
 
-def eval_feed(prepare: Path, split, rank: int, size: int, gspec, device, on_the_fly: bool,
-              liquid_T: float = 0.0):
-    """This rank's share (every size-th sample) of a validation or test split of
-    ``prepare`` (prepare.h5), as a feed on the device, and its labels."""
-    import torch
-
-    from glasscam_mpi.learn.data import grid_split, load_split
-    from glasscam_mpi.learn.feed import GridFeed, PositionFeed
-
-    idx = np.arange(len(split))[rank::size]
-    labels = torch.from_numpy(split.labels[idx]).to(device)
-    if on_the_fly:
-        return PositionFeed(prepare, split.runs[idx], split.labels[idx], gspec, split.box,
-                            device, liquid_T=liquid_T), labels
-    if split.positions is None:
-        split = load_split(prepare, split.name, liquid_T=liquid_T)
-    return GridFeed(torch.from_numpy(grid_split(split, gspec, idx)), device, 256), labels
-
-
 def samples_per_second(history: dict, per_epoch: int, first_epoch: int) -> float:
     """Training samples per second of the optimisation steps (the epochs from
     ``first_epoch`` on)."""
     secs = history["train_seconds"][first_epoch:]
     return per_epoch * len(secs) / sum(secs) if secs and sum(secs) > 0 else float("nan")
-
-
-def plot_history(path: Path, history: dict, system: str) -> None:
-    """Loss and accuracy per epoch, training and validation, into ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = np.asarray(history["epoch"]) + 1
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
-    a.plot(ep, history["train_loss"], label="train")
-    a.plot(ep, history["val_loss"], label="validation")
-    a.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{system}: loss")
-    b.plot(ep, history["train_accuracy"], label="train")
-    b.plot(ep, history["val_accuracy"], label="validation")
-    b.set(xlabel="epoch", ylabel="accuracy", title=f"{system}: accuracy", ylim=(0, 1.02))
-    for ax in (a, b):
-        ax.legend()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

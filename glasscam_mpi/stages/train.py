@@ -55,8 +55,8 @@ import numpy as np
 from glasscam_mpi.config import Config, ConfigError
 from glasscam_mpi.jsonio import dumps
 from glasscam_mpi.learn.checkpoint import load_checkpoint  # noqa: F401 (train.load_checkpoint)
-from glasscam_mpi.learn.loop import (EpochSpec, channel_mean_std, eval_feed, evaluate,
-                                     plot_history, samples_per_second)
+from glasscam_mpi.learn.feed import eval_feed
+from glasscam_mpi.learn.loop import EpochSpec, channel_mean_std, evaluate, samples_per_second
 from glasscam_mpi.parallel import injected, task_rng
 from glasscam_mpi.reference import TABLE2 as PAPER_TABLE2
 from glasscam_mpi.rundir import RunDir
@@ -449,7 +449,7 @@ def _report(job: _Job, history, acc, par, first_epoch, n_batches, grids, grid_by
             on_the_fly, feed_where, pss_mib, peaks) -> None:
     """Rank 0: the curves, the test accuracy beside the paper's, and logs/train.json."""
     t, cfg, size = job.t, job.cfg, job.size
-    plot_history(job.files["curves"], history, cfg.system.name)
+    _plot(job.files["curves"], history, cfg.system.name)
     paper = PAPER_TABLE2.get(cfg.system.name)
     print("train: test accuracy (the paper's Table 2)\n"
           f"  {'':<16} {'glass':>7} {'liquid':>7}\n"
@@ -526,6 +526,27 @@ def _member_tree(r: dict) -> dict:
                                                       "0 liquid, 1 glass"})
     tree["test_counts"] = np.array([confusion[1].sum(), confusion[0].sum()])
     return tree
+
+
+def _plot(path: Path, history: dict, system: str) -> None:
+    """Loss and accuracy per epoch, training and validation, into ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = np.asarray(history["epoch"]) + 1
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
+    a.plot(ep, history["train_loss"], label="train")
+    a.plot(ep, history["val_loss"], label="validation")
+    a.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{system}: loss")
+    b.plot(ep, history["train_accuracy"], label="train")
+    b.plot(ep, history["val_accuracy"], label="validation")
+    b.set(xlabel="epoch", ylabel="accuracy", title=f"{system}: accuracy", ylim=(0, 1.02))
+    for ax in (a, b):
+        ax.legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def summarize(rd: RunDir, cfg: Config) -> dict:
